@@ -1,0 +1,54 @@
+"""Command-line entry point: ``inrlens <command> [flags]``; flags are generated from the config dataclasses.
+
+Every command is a frozen dataclass with a ``run()`` method living in ``inrlens.commands``; register new
+ones in :data:`COMMANDS`. Expected failures (bad input, conflicting run folder) print one line
+``inrlens: error: …`` to stderr and exit with status 2; nothing already written is touched.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+import warnings
+
+# name → "module:Class" (imported lazily so that `inrlens --help` stays fast)
+COMMANDS: dict[str, str] = {
+    "fit": "inrlens.commands.core:Fit",
+    "cohort": "inrlens.commands.core:Cohort",
+    "transfer": "inrlens.commands.core:Transfer",
+}
+
+
+def _load(spec: str) -> type:
+    mod, cls = spec.split(":")
+    return getattr(importlib.import_module(mod), cls)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import tyro
+
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in COMMANDS:  # import only the chosen command's module
+        cmds = {argv[0]: _load(COMMANDS[argv[0]])}
+    else:
+        cmds = {name: _load(spec) for name, spec in COMMANDS.items()}
+    from .data import ImageError
+    from .store import RunConflict
+
+    warnings.simplefilter("default")
+    warnings.formatwarning = lambda msg, cat, *a, **k: f"inrlens: warning: {msg}\n"  # one line per warning
+    try:
+        cmd = tyro.extras.subcommand_cli_from_dict(cmds, args=argv, prog="inrlens")
+        cmd.run()
+    except (ImageError, RunConflict, FileNotFoundError, ValueError) as e:
+        print(f"inrlens: error: {str(e).splitlines()[0] if str(e) else type(e).__name__}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("inrlens: interrupted; rerun with --resume to continue", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

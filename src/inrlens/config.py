@@ -1,0 +1,127 @@
+"""Configuration dataclasses with the defaults of SPEC.md.
+
+Every knob of the study is a field here; nothing numeric is hard-coded elsewhere. The CLI is generated from
+these classes by tyro, which reads the docstring under each field as its help text. Tags in the docstrings
+say where a default comes from: [paper], [STRAINER], [Gao] or [guess] (see SPEC.md).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Backbone = Literal["siren", "ffmlp"]
+
+
+@dataclass(frozen=True)
+class NetConfig:
+    """Architecture of one INR (SPEC §2, Eq. 1)."""
+
+    backbone: Backbone = "siren"
+    """'siren' (sine activations) or 'ffmlp' (Fourier features + ReLU MLP)."""
+    width: int = 256
+    """Hidden width of every encoder layer [paper]."""
+    depth: int = 5
+    """Number of hidden (encoder) layers L; layer indices are 0..L-1 [paper]."""
+    omega0: float = 30.0
+    """SIREN frequency ω₀ of the hidden layers [guess]."""
+    omega0_first: float = 30.0
+    """SIREN frequency ω₀ of the first layer [guess]."""
+    ff_features: int = 256
+    """FFMLP: number m of Fourier frequencies; γ(x) has 2m entries [guess]."""
+    ff_sigma: float = 10.0
+    """FFMLP: std σ of the fixed Gaussian frequency matrix B, in cycles per unit coordinate [guess]. Scale it
+    with the image size (σ ≈ 10·res/256) when images are downscaled (see SPEC §2)."""
+
+    def __post_init__(self) -> None:
+        if self.backbone not in ("siren", "ffmlp"):
+            raise ValueError(f"backbone must be 'siren' or 'ffmlp', got {self.backbone!r}")
+        if self.width < 1 or self.depth < 1:
+            raise ValueError(f"width and depth must be >= 1, got width={self.width} depth={self.depth}")
+        if self.ff_features < 1 or self.ff_sigma <= 0:
+            raise ValueError("ff_features must be >= 1 and ff_sigma > 0")
+
+
+def default_lr(backbone: str) -> float:
+    """Single-signal learning rate: 1e-4 for SIREN, 1e-3 for FFMLP [guess]."""
+    return 1e-4 if backbone == "siren" else 1e-3
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One Adam fitting loop (single-signal, cohort or transfer)."""
+
+    steps: int = 500
+    """Adam steps; full batch: every pixel every step [paper]."""
+    lr: float | None = None
+    """Learning rate; None = 1e-4 for SIREN, 1e-3 for FFMLP single fits, 1e-4 for cohort and transfer."""
+    log_every: int = 10
+    """Record the PSNR curve every this many steps (the last step is always recorded)."""
+    target_psnr: float | None = None
+    """Stop early once the mean PSNR over members reaches this (dB); None = never (cohort: 30 [paper])."""
+    tf32: bool = False
+    """Allow TF32 matmuls on CUDA (recorded with every result). Ignored on CPU."""
+    compile: bool = False
+    """Wrap the forward pass in torch.compile (static shapes). Opt-in; recorded with every result."""
+    fused_adam: bool = True
+    """Use the fused Adam kernel where the device supports it (CUDA); results equal to float tolerance."""
+    device: str = "auto"
+    """'auto' (CUDA when available, else CPU), 'cpu', 'cuda' or 'cuda:N'."""
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """How images become signals (SPEC §1)."""
+
+    size: int | None = None
+    """Resize so that the longer side has this many pixels (aspect kept, Lanczos); None = native."""
+    square: bool = False
+    """Centre-crop to a square before resizing."""
+    channels: Literal["auto", "gray", "rgb"] = "auto"
+    """'auto' keeps gray as 1 channel and colour as 3, promoting gray to RGB when a set mixes both."""
+    max_pixels: int = 4096 * 4096
+    """Refuse images with more pixels than this (a clear error names the limit)."""
+    on_bad_file: Literal["error", "skip"] = "error"
+    """In a folder, a file that is not a readable image: 'error' stops, 'skip' warns and goes on."""
+
+
+def to_dict(obj: Any) -> Any:
+    """Dataclass (possibly nested) → plain JSON-able dict."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, (list, tuple)):
+        return [to_dict(v) for v in obj]
+    if isinstance(obj, dict):
+        return {str(k): to_dict(v) for k, v in obj.items()}
+    return obj
+
+
+def config_hash(obj: Any, n: int = 16) -> str:
+    """Stable hash of a config (dataclass or dict): sha256 of its canonical JSON, first n hex digits."""
+    blob = json.dumps(to_dict(obj), sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:n]
+
+
+def from_dict(cls: type, d: dict[str, Any]) -> Any:
+    """Build a (flat) dataclass from a dict, refusing unknown keys with a clear message."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(d) - names
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} field(s): {', '.join(sorted(unknown))}")
+    return cls(**d)
+
+
+__all__ = [
+    "Backbone",
+    "NetConfig",
+    "TrainConfig",
+    "DataConfig",
+    "default_lr",
+    "to_dict",
+    "config_hash",
+    "from_dict",
+    "field",
+]

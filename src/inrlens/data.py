@@ -1,0 +1,246 @@
+"""Images → signals: loading, resizing, coordinate grids and seeded cohort/test splits (SPEC §1).
+
+Conventions
+-----------
+* A :class:`Signal` holds ``pixels`` of shape (H, W, C) in [-1, 1] (float32), C = 1 (gray) or 3 (RGB).
+* The coordinate grid of an H×W signal is ``grid(H, W)`` of shape (H·W, 2): column 0 is x (left → right,
+  -1 → 1 over the W columns), column 1 is y (top → bottom, -1 → 1 over the H rows), both with inclusive
+  end points; pixels are flattened row-major, so row p = r·W + c holds pixel (r, c). The longer side is not
+  stretched differently from the shorter one: both span [-1, 1] (as in STRAINER), one grid per signal.
+* Metrics (PSNR/SSIM/LPIPS) are computed on [0, 1] images: ``to_unit(pixels) = (pixels + 1) / 2``.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import warnings
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from .config import DataConfig
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".gif", ".ppm", ".pgm"}
+MIN_SIDE = 2
+
+
+class ImageError(ValueError):
+    """An input that cannot become a signal. The message is one line and names the file."""
+
+
+@dataclass(frozen=True)
+class Signal:
+    """One image as an INR target."""
+
+    name: str
+    """Short identifier (file stem or sample name)."""
+    pixels: torch.Tensor
+    """(H, W, C) float32 in [-1, 1]."""
+    source: str = ""
+    """Where it came from (path or 'sample:<set>/<id>')."""
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return int(self.pixels.shape[0]), int(self.pixels.shape[1])
+
+    @property
+    def channels(self) -> int:
+        return int(self.pixels.shape[2])
+
+    def targets(self) -> torch.Tensor:
+        """(H·W, C) row-major flattened pixels in [-1, 1]."""
+        h, w, c = self.pixels.shape
+        return self.pixels.reshape(h * w, c)
+
+
+def grid(h: int, w: int, device: torch.device | str | None = None) -> torch.Tensor:
+    """Coordinate grid (H·W, 2) on [-1, 1]²: [:, 0] = x (columns), [:, 1] = y (rows); row-major."""
+    ys = torch.linspace(-1.0, 1.0, h, device=device)
+    xs = torch.linspace(-1.0, 1.0, w, device=device)
+    yy, xx = torch.meshgrid(ys, xs, indexing="ij")  # (H, W) each
+    return torch.stack([xx.reshape(-1), yy.reshape(-1)], dim=1)
+
+
+def to_unit(x: torch.Tensor) -> torch.Tensor:
+    """[-1, 1] → [0, 1], clamped."""
+    return ((x + 1.0) * 0.5).clamp(0.0, 1.0)
+
+
+def _array_from_pil(img: Image.Image, name: str) -> np.ndarray:
+    """PIL image of any common mode → float32 (H, W, C) in [0, 1], C ∈ {1, 3}."""
+    mode = img.mode
+    if mode == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+        mode = img.mode
+    if mode in ("RGBA", "LA", "PA"):
+        warnings.warn(f"{name}: alpha channel dropped", stacklevel=3)
+        img = img.convert("RGB" if mode != "LA" else "L")
+        mode = img.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N"):
+        arr = np.asarray(img, dtype=np.float64) / 65535.0
+    elif mode == "I":
+        raw = np.asarray(img, dtype=np.float64)
+        arr = raw / (65535.0 if raw.max() > 255 else 255.0)
+    elif mode == "F":
+        raw = np.asarray(img, dtype=np.float64)
+        lo, hi = float(np.nanmin(raw)), float(np.nanmax(raw))
+        arr = (raw - lo) / (hi - lo) if hi > lo else np.zeros_like(raw)
+    elif mode in ("1", "L"):
+        arr = np.asarray(img.convert("L"), dtype=np.float64) / 255.0
+    else:  # RGB, CMYK, YCbCr, HSV, ...
+        arr = np.asarray(img.convert("RGB"), dtype=np.float64) / 255.0
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    if arr.shape[2] == 4:  # 16-bit RGBA arrays from exotic decoders
+        arr = arr[:, :, :3]
+    if not np.isfinite(arr).all():
+        raise ImageError(f"{name}: image contains non-finite values")
+    return arr.astype(np.float32)
+
+
+def _resize(arr: np.ndarray, cfg: DataConfig) -> np.ndarray:
+    """Centre-crop to square (optional) and resize the longer side to cfg.size with Lanczos."""
+    h, w, c = arr.shape
+    if cfg.square and h != w:
+        s = min(h, w)
+        top, left = (h - s) // 2, (w - s) // 2
+        arr = arr[top : top + s, left : left + s]
+        h, w = s, s
+    if cfg.size is None or max(h, w) == cfg.size:
+        return arr
+    scale = cfg.size / max(h, w)
+    nh, nw = max(MIN_SIDE, round(h * scale)), max(MIN_SIDE, round(w * scale))
+    chans = []
+    for ch in range(c):  # per channel in float mode keeps 16-bit precision
+        im = Image.fromarray(arr[:, :, ch].astype(np.float32), mode="F")
+        chans.append(np.asarray(im.resize((nw, nh), Image.Resampling.LANCZOS), dtype=np.float32))
+    return np.clip(np.stack(chans, axis=2), 0.0, 1.0)
+
+
+def array_to_signal(arr: np.ndarray, name: str, source: str = "", cfg: DataConfig | None = None) -> Signal:
+    """(H, W[, C]) array in [0, 1] → Signal (resized per cfg)."""
+    cfg = cfg or DataConfig()
+    arr = np.asarray(arr, dtype=np.float32)
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    if arr.ndim != 3 or arr.shape[2] not in (1, 3):
+        raise ImageError(f"{name}: expected (H, W), (H, W, 1) or (H, W, 3), got shape {arr.shape}")
+    arr = _resize(arr, cfg)
+    if min(arr.shape[:2]) < MIN_SIDE:
+        raise ImageError(f"{name}: image is {arr.shape[1]}x{arr.shape[0]} px; at least {MIN_SIDE}x{MIN_SIDE} needed")
+    pixels = torch.from_numpy(np.ascontiguousarray(arr)) * 2.0 - 1.0
+    return Signal(name=name, pixels=pixels, source=source or name)
+
+
+def load_image(path: str | os.PathLike, cfg: DataConfig | None = None) -> Signal:
+    """Read one image file → Signal. Raises ImageError (one line, naming the file) on any problem."""
+    cfg = cfg or DataConfig()
+    p = Path(path)
+    if not p.exists():
+        raise ImageError(f"{p}: no such file")
+    if p.is_dir():
+        raise ImageError(f"{p}: is a directory, expected an image file")
+    if p.stat().st_size == 0:
+        raise ImageError(f"{p}: empty file (0 bytes)")
+    try:
+        with Image.open(p) as img:
+            w, h = img.size
+            if w * h > cfg.max_pixels:
+                raise ImageError(f"{p}: {w}x{h} px exceeds the limit of {cfg.max_pixels} pixels (DataConfig.max_pixels)")
+            img.load()
+            arr = _array_from_pil(img, str(p))
+    except ImageError:
+        raise
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ImageError(f"{p}: not a readable image ({msg})") from None
+    if min(arr.shape[:2]) < MIN_SIDE:
+        raise ImageError(f"{p}: image is {arr.shape[1]}x{arr.shape[0]} px; at least {MIN_SIDE}x{MIN_SIDE} needed")
+    return array_to_signal(arr, name=p.stem, source=str(p), cfg=cfg)
+
+
+def list_images(folder: str | os.PathLike) -> list[Path]:
+    """Image files in a folder (by suffix, sorted by name; not recursive)."""
+    d = Path(folder)
+    if not d.exists():
+        raise ImageError(f"{d}: no such file or folder")
+    if not d.is_dir():
+        raise ImageError(f"{d}: not a folder")
+    return sorted(p for p in d.iterdir() if p.is_file() and not p.name.startswith("."))
+
+
+def harmonise_channels(signals: Sequence[Signal], mode: str = "auto") -> list[Signal]:
+    """Give every signal the same channel count: 'gray' → 1, 'rgb' → 3, 'auto' → 3 if any is RGB."""
+    if not signals:
+        return []
+    want = {"gray": 1, "rgb": 3}.get(mode) or max(s.channels for s in signals)
+    out = []
+    for s in signals:
+        if s.channels == want:
+            out.append(s)
+        elif want == 3:
+            out.append(replace(s, pixels=s.pixels.expand(-1, -1, 3).contiguous()))
+        else:  # RGB → luma (ITU-R 601)
+            wts = torch.tensor([0.299, 0.587, 0.114])
+            out.append(replace(s, pixels=(s.pixels * wts).sum(-1, keepdim=True)))
+    return out
+
+
+def load_images(paths: str | os.PathLike | Iterable[str | os.PathLike], cfg: DataConfig | None = None) -> list[Signal]:
+    """Load a file, a folder or a list of files/folders → list of Signals with harmonised channels.
+
+    Files in a folder that are not readable images raise ImageError, or are skipped with a warning when
+    ``cfg.on_bad_file == 'skip'``. An empty result is an error.
+    """
+    cfg = cfg or DataConfig()
+    items = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
+    signals: list[Signal] = []
+    for item in items:
+        p = Path(item)
+        if p.is_dir():
+            files = list_images(p)
+            if not files:
+                raise ImageError(f"{p}: folder holds no files")
+            for f in files:
+                if f.suffix.lower() not in IMAGE_SUFFIXES and cfg.on_bad_file == "skip":
+                    warnings.warn(f"{f}: skipped (not an image suffix)", stacklevel=2)
+                    continue
+                try:
+                    signals.append(load_image(f, cfg))
+                except ImageError as e:
+                    if cfg.on_bad_file == "skip":
+                        warnings.warn(f"skipped: {e}", stacklevel=2)
+                        continue
+                    raise
+        else:
+            signals.append(load_image(p, cfg))
+    if not signals:
+        raise ImageError(f"no readable images in {', '.join(str(i) for i in items)}")
+    return harmonise_channels(signals, cfg.channels)
+
+
+def split(signals: Sequence[Signal], n_cohort: int, n_test: int | None, seed: int = 0) -> tuple[list[Signal], list[Signal]]:
+    """Seeded random cohort/test split: n_cohort for the cohort, then up to n_test of the rest (None = all)."""
+    n = len(signals)
+    if n_cohort > n:
+        raise ValueError(f"cohort of {n_cohort} requested but only {n} images are available")
+    order = list(range(n))
+    random.Random(seed).shuffle(order)
+    cohort = [signals[i] for i in order[:n_cohort]]
+    rest = [signals[i] for i in order[n_cohort:]]
+    if n_test is not None:
+        rest = rest[:n_test]
+    return cohort, rest
+
+
+def group_by_shape(signals: Sequence[Signal]) -> dict[tuple[int, int], list[int]]:
+    """Indices of signals grouped by (H, W): signals of one group share one coordinate grid."""
+    groups: dict[tuple[int, int], list[int]] = {}
+    for i, s in enumerate(signals):
+        groups.setdefault(s.shape, []).append(i)
+    return groups

@@ -1,0 +1,315 @@
+"""One Adam loop for every regime (SPEC §3): single-signal stacks, STRAINER cohorts and freeze-k transfer.
+
+The loop optimises a :class:`~inrlens.nets.Stack` from layer ``start`` upward. Layers below ``start`` are
+constants on a fixed grid (frozen transfer layers, the FFMLP Fourier embedding), so their output is computed
+once before the loop (the *frozen-prefix cache*) and every step runs only the trainable layers.
+
+Loss = Σ_members MSE_member (sum of per-member means over pixels and channels, on [-1, 1] pixels). With
+independent members this makes one Adam over the stacked tensors equal B separate Adams; for a cohort it is
+Eq. 2 of the paper. Never average over members: that would rescale each member's gradient by 1/B.
+"""
+
+from __future__ import annotations
+
+import math
+import platform
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, NamedTuple, Sequence
+
+import torch
+from torch import Tensor
+
+from .config import NetConfig, TrainConfig, default_lr
+from .data import Signal, grid, group_by_shape, to_unit
+from .metrics import all_metrics, psnr_from_pm1_mse
+from .nets import Stack, cohort_stack, transfer_stack
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """'auto' → CUDA when available, else CPU; anything else as given (clear error if CUDA is missing)."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device {name!r} requested but CUDA is not available")
+    return dev
+
+
+def set_precision(tf32: bool) -> None:
+    """Set TF32 explicitly (never inherit a global default): fp32 matmuls unless tf32 is asked for."""
+    torch.backends.cuda.matmul.allow_tf32 = bool(tf32)
+    torch.backends.cudnn.allow_tf32 = bool(tf32)
+
+
+def runtime_info(device: torch.device, train: TrainConfig) -> dict[str, Any]:
+    """Precision, device and library versions recorded with every result row."""
+    import numpy
+
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine()
+    return {
+        "device": str(device),
+        "device_name": name,
+        "dtype": "float32",
+        "tf32": bool(train.tf32 and device.type == "cuda"),
+        "compile": bool(train.compile),
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "python": platform.python_version(),
+        "threads": torch.get_num_threads(),
+    }
+
+
+@dataclass
+class Group:
+    """Members that share one coordinate grid: their indices in the stack and their targets."""
+
+    coords: Tensor
+    """(P, 2) grid."""
+    targets: Tensor
+    """(B_g, P, C) pixels in [-1, 1]."""
+    members: list[int]
+    """Stack member index of each target row (for a cohort: the head index)."""
+    shape: tuple[int, int]
+    """(H, W) of the grid."""
+
+
+class FitResult(NamedTuple):
+    """What one run of the loop returns."""
+
+    stack: Stack
+    """The trained stack (same object that was passed in)."""
+    steps: list[int]
+    """Step numbers of the PSNR curve."""
+    curve: Tensor
+    """(T, B) training PSNR (dB, on [0,1]) per recorded step and member, measured before that step's update."""
+    diverged: Tensor
+    """(B,) bool: the member's loss became NaN/Inf; it was masked out and its result is not valid."""
+    steps_run: int
+    """Adam steps actually taken (fewer than asked when a target PSNR stopped the run)."""
+    seconds: float
+    """Wall time of the loop (synchronised)."""
+
+
+def run_members(stack: Stack, h: Tensor, start: int, idx: Tensor | None) -> Tensor:
+    """Layers start..L of the members idx (None = all, in order) on input h (B_h, P, d) → (B_g, P, C)."""
+    return stack.run(h, start, None, idx)
+
+
+def make_optimizer(stack: Stack, start: int, lr: float, fused: bool = False) -> torch.optim.Adam:
+    """Adam over layers ≥ start only; layers < start get requires_grad False (frozen constants)."""
+    L = stack.cfg.depth
+    params = []
+    for ell in range(L + 1):
+        for p in (stack.weights[ell], stack.biases[ell]):
+            p.requires_grad_(ell >= start)
+            if ell >= start:
+                params.append(p)
+    if not params:
+        raise ValueError(f"nothing to train: start={start} is past the head (L={L})")
+    return torch.optim.Adam(params, lr=lr, fused=True) if fused else torch.optim.Adam(params, lr=lr)
+
+
+def prefix(stack: Stack, coords: Tensor, start: int) -> Tensor:
+    """Input of layer ``start`` on a grid, with no graph: γ(x) followed by the (frozen) layers 0..start−1."""
+    with torch.no_grad():
+        return stack.run(stack.embed(coords), 0, start).detach()
+
+
+def train(
+    stack: Stack,
+    groups: Sequence[Group],
+    train_cfg: TrainConfig,
+    start: int = 0,
+    lr: float | None = None,
+    desc: str = "fit",
+    progress: bool = True,
+    use_prefix_cache: bool = True,
+) -> FitResult:
+    """Adam on layers ≥ start of ``stack`` to fit ``groups``; layers < start are frozen (requires_grad False).
+
+    Returns per-member PSNR curves. Members whose loss turns non-finite are masked out of the loss (their own
+    parameters only are affected; the rest of the stack carries on) and flagged in ``diverged``.
+    """
+    device = stack.weights[-1].device
+    B = stack.members
+    lr = lr if lr is not None else (train_cfg.lr if train_cfg.lr is not None else default_lr(stack.cfg.backbone))
+    opt = make_optimizer(stack, start, lr, fused=bool(train_cfg.fused_adam and device.type == "cuda"))
+
+    # Frozen-prefix cache: the input of layer `start` never changes on a fixed grid.
+    cached = [prefix(stack, g.coords, start) if use_prefix_cache else None for g in groups]
+    idxs = [None if g.members == list(range(B)) else torch.tensor(g.members, device=device) for g in groups]
+    order = torch.tensor([m for g in groups for m in g.members], device=device)
+    inv = torch.empty_like(order)
+    inv[order] = torch.arange(order.numel(), device=device)
+
+    def member_mse() -> Tensor:
+        parts = []
+        for g, h, idx in zip(groups, cached, idxs):
+            h_in = h if h is not None else stack.run(stack.embed(g.coords), 0, start)
+            pred = run_members(stack, h_in, start, idx)  # (B_g, P, C)
+            parts.append(((pred - g.targets) ** 2).mean(dim=(1, 2)))
+        mse = torch.cat(parts)
+        return mse if len(groups) == 1 and idxs[0] is None else mse[inv]  # (B,) in member order
+
+    step_fn: Callable[[], Tensor] = torch.compile(member_mse, dynamic=False) if train_cfg.compile else member_mse
+
+    alive = torch.ones(B, dtype=torch.bool, device=device)
+    steps, curve = [], []
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=train_cfg.steps, desc=desc, leave=False, dynamic_ncols=True)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    t0 = time.perf_counter()
+    steps_run = 0
+    for step in range(train_cfg.steps):
+        mse = step_fn()
+        alive = alive & torch.isfinite(mse)
+        loss = torch.where(alive, mse, torch.zeros_like(mse)).sum()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        steps_run = step + 1
+        last = step == train_cfg.steps - 1
+        if step % train_cfg.log_every == 0 or last:
+            p = psnr_from_pm1_mse(mse.detach().cpu())
+            steps.append(step)
+            curve.append(p)
+            live = p[alive.cpu()]
+            mean_psnr = float(live.mean()) if live.numel() else math.nan
+            if bar is not None:
+                bar.set_postfix(psnr=f"{mean_psnr:.2f}", refresh=False)
+            if not bool(alive.any()):
+                break
+            if train_cfg.target_psnr is not None and mean_psnr >= train_cfg.target_psnr:
+                break
+        if bar is not None:
+            bar.update(1)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    seconds = time.perf_counter() - t0
+    if bar is not None:
+        bar.close()
+    for p in stack.parameters():
+        p.requires_grad_(False)
+    return FitResult(stack, steps, torch.stack(curve), ~alive.cpu(), steps_run, seconds)
+
+
+# ---------------------------------------------------------------------------------------------- regimes
+@dataclass
+class MemberResult:
+    """Final outcome of one member (image × seed) of a fit."""
+
+    image: str
+    seed: int
+    psnr: float
+    ssim: float
+    lpips: float
+    train_psnr: float
+    """Last training-curve PSNR (before the final update, unclamped output)."""
+    diverged: bool
+    curve: list[float] = field(default_factory=list)
+    curve_steps: list[int] = field(default_factory=list)
+
+    def row(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def evaluate(stack: Stack, groups: Sequence[Group], names: Sequence[str], with_lpips: bool = True) -> list[dict[str, float]]:
+    """Final metrics per member on the clamped [0,1] output: psnr, ssim, lpips (NaN when unavailable)."""
+    B = stack.members
+    out: list[dict[str, float]] = [dict() for _ in range(B)]
+    with torch.no_grad():
+        for g in groups:
+            idx = None if g.members == list(range(B)) else torch.tensor(g.members, device=g.coords.device)
+            pred = run_members(stack, prefix(stack, g.coords, 0), 0, idx)  # (B_g, P, C)
+            h, w = g.shape
+            c = pred.shape[-1]
+            x = to_unit(pred).reshape(-1, h, w, c).cpu()
+            y = to_unit(g.targets).reshape(-1, h, w, c).cpu()
+            m = all_metrics(x, y, with_lpips=with_lpips)
+            for j, member in enumerate(g.members):
+                out[member] = {k: float(v[j]) for k, v in m.items()}
+    for i, name in enumerate(names):
+        out[i]["image"] = name
+    return out
+
+
+def _groups_for(signals: Sequence[Signal], device: torch.device, repeats: int = 1) -> list[Group]:
+    """One Group per distinct shape; with repeats r, signal i occupies members i·r .. i·r + r − 1."""
+    groups = []
+    for shape, idx in group_by_shape(signals).items():
+        members = [i * repeats + r for i in idx for r in range(repeats)]
+        tg = torch.stack([signals[i].targets() for i in idx for _ in range(repeats)]).to(device)
+        groups.append(Group(grid(*shape, device=device), tg, members, shape))
+    return groups
+
+
+def _results(fr: FitResult, metrics: list[dict[str, float]], seeds: Sequence[int]) -> list[MemberResult]:
+    res = []
+    for i, m in enumerate(metrics):
+        curve = fr.curve[:, i].tolist()
+        res.append(MemberResult(m["image"], int(seeds[i]), m["psnr"] if not fr.diverged[i] else math.nan, m["ssim"] if not fr.diverged[i] else math.nan,
+                                m["lpips"] if not fr.diverged[i] else math.nan, curve[-1], bool(fr.diverged[i]), curve, list(fr.steps)))
+    return res
+
+
+def _check_same_shape(signals: Sequence[Signal], what: str) -> None:
+    shapes = {s.shape for s in signals}
+    if len(shapes) != 1:
+        raise ValueError(f"{what}: one stack needs signals of one shape, got {sorted(shapes)}; group them first")
+    chans = {s.channels for s in signals}
+    if len(chans) != 1:
+        raise ValueError(f"{what}: signals mix {sorted(chans)} channels; harmonise them first")
+
+
+def fit_single(signals: Sequence[Signal], net: NetConfig, train_cfg: TrainConfig, seeds: Sequence[int] = (0,),
+               progress: bool = True, with_lpips: bool = True) -> tuple[Stack, FitResult, list[MemberResult]]:
+    """Random-init fits of every (signal × seed) in one stack (signals of one shape). Member order: signal-major."""
+    _check_same_shape(signals, "fit_single")
+    device = resolve_device(train_cfg.device)
+    set_precision(train_cfg.tf32)
+    member_seeds = [s for _ in signals for s in seeds]
+    stack = Stack.init(net, signals[0].channels, member_seeds).to(device)
+    groups = _groups_for(signals, device, repeats=len(seeds))
+    fr = train(stack, groups, train_cfg, start=0, desc=f"fit {net.backbone}", progress=progress)
+    names = [s.name for s in signals for _ in seeds]
+    return stack, fr, _results(fr, evaluate(stack, groups, names, with_lpips), member_seeds)
+
+
+def fit_cohort(signals: Sequence[Signal], net: NetConfig, train_cfg: TrainConfig, seed: int = 0,
+               progress: bool = True, with_lpips: bool = False) -> tuple[Stack, FitResult, list[MemberResult]]:
+    """STRAINER: shared encoder + one head per signal; loss Σ_i MSE_i (Eq. 2). Signals may differ in shape
+    (one grid per shape; the encoder runs once per grid for all its heads), not in channel count."""
+    if len({s.channels for s in signals}) != 1:
+        raise ValueError("fit_cohort: signals mix channel counts; harmonise them first (DataConfig.channels)")
+    device = resolve_device(train_cfg.device)
+    set_precision(train_cfg.tf32)
+    stack = cohort_stack(net, signals[0].channels, len(signals), seed).to(device)
+    groups = _groups_for(signals, device)
+    lr = train_cfg.lr if train_cfg.lr is not None else 1e-4  # [STRAINER] both backbones
+    fr = train(stack, groups, train_cfg, start=0, lr=lr, desc=f"cohort {net.backbone}", progress=progress)
+    return stack, fr, _results(fr, evaluate(stack, groups, [s.name for s in signals], with_lpips), [seed] * len(signals))
+
+
+def fit_transfer(encoder: Stack, signals: Sequence[Signal], freeze: int | None, train_cfg: TrainConfig,
+                 seeds: Sequence[int] = (0,), progress: bool = True, with_lpips: bool = True,
+                 use_prefix_cache: bool = True) -> tuple[Stack, FitResult, list[MemberResult]]:
+    """Freeze-k test-time fit (SPEC §3) of every (signal × seed) from a cohort encoder; freeze=None is the
+    no-freeze baseline. Trains only layers > k (all for None); lr defaults to 1e-4."""
+    _check_same_shape(signals, "fit_transfer")
+    device = resolve_device(train_cfg.device)
+    set_precision(train_cfg.tf32)
+    member_seeds = [s for _ in signals for s in seeds]
+    stack = transfer_stack(encoder.cpu(), freeze, member_seeds, signals[0].channels).to(device)
+    groups = _groups_for(signals, device, repeats=len(seeds))
+    start = 0 if freeze is None else freeze + 1
+    lr = train_cfg.lr if train_cfg.lr is not None else 1e-4
+    tag = "none" if freeze is None else str(freeze)
+    fr = train(stack, groups, train_cfg, start=start, lr=lr, desc=f"transfer k={tag}", progress=progress,
+               use_prefix_cache=use_prefix_cache)
+    names = [s.name for s in signals for _ in seeds]
+    return stack, fr, _results(fr, evaluate(stack, groups, names, with_lpips), member_seeds)

@@ -1,0 +1,233 @@
+"""SIREN and FFMLP as *stacks*: B INRs of one architecture run together (SPEC §2, DESIGN "Many INRs at once").
+
+Eq. 1 of the paper:  h₀ = γ(x);  h_ℓ = φ(W_ℓ h_{ℓ−1} + b_ℓ) for ℓ = 0..L−1;  f(x) = W_out h_{L−1} + b_out.
+
+A :class:`Stack` stores every linear layer as a weight of shape (B_ℓ, in, out) and a bias (B_ℓ, 1, out),
+where the member count B_ℓ is either B (one weight per member) or 1 (one weight shared by every member,
+broadcast). Layer index L is the linear head. So
+
+* B independent INRs: every B_ℓ = B;
+* a STRAINER cohort: encoder layers 0..L−1 with B_ℓ = 1, the head with B_L = N;
+* a freeze-k transfer: layers 0..k shared (frozen, from the cohort), layers k+1..L per member.
+
+Member i draws its whole init from ``torch.Generator().manual_seed(seeds[i])`` in a fixed order (Fourier
+matrix, then W₀, b₀, W₁, b₁, …, W_L, b_L), always on the CPU, so member i of any stack equals the INR
+built alone with that seed, on any device, and a re-initialised layer ℓ of a transfer equals layer ℓ of a
+random init with the same seed.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from .config import NetConfig
+
+
+class Init(NamedTuple):
+    """One member's freshly drawn parameters (CPU tensors)."""
+
+    fourier: Tensor | None
+    """(2, m) frequency matrix B of FFMLP (None for SIREN)."""
+    weights: list[Tensor]
+    """L+1 weights, layer ℓ of shape (in_ℓ, out_ℓ); the last one is the head."""
+    biases: list[Tensor]
+    """L+1 biases, layer ℓ of shape (1, out_ℓ)."""
+
+
+def layer_dims(cfg: NetConfig, out_features: int) -> list[tuple[int, int]]:
+    """(in, out) of the L hidden layers and the head."""
+    first_in = 2 * cfg.ff_features if cfg.backbone == "ffmlp" else 2
+    dims = [(first_in, cfg.width)] + [(cfg.width, cfg.width)] * (cfg.depth - 1)
+    return dims + [(cfg.width, out_features)]
+
+
+def draw_init(cfg: NetConfig, out_features: int, seed: int) -> Init:
+    """Draw one INR's parameters from its own generator (SPEC §2 init ranges).
+
+    SIREN: W₀ ~ U(±1/in); hidden and head W ~ U(±√(6/in)/ω₀) [STRAINER]; biases U(±1/√in) (nn.Linear).
+    FFMLP: B ~ N(0, σ²) of shape (2, m); weights and biases as PyTorch's nn.Linear default, U(±1/√in).
+    """
+    g = torch.Generator().manual_seed(int(seed))
+    fourier = None
+    if cfg.backbone == "ffmlp":
+        fourier = torch.randn(2, cfg.ff_features, generator=g) * cfg.ff_sigma
+    weights, biases = [], []
+    for ell, (fan_in, fan_out) in enumerate(layer_dims(cfg, out_features)):
+        if cfg.backbone == "siren":
+            a = 1.0 / fan_in if ell == 0 else math.sqrt(6.0 / fan_in) / cfg.omega0
+        else:
+            a = 1.0 / math.sqrt(fan_in)
+        weights.append(torch.empty(fan_in, fan_out).uniform_(-a, a, generator=g))
+        bb = 1.0 / math.sqrt(fan_in)
+        biases.append(torch.empty(1, fan_out).uniform_(-bb, bb, generator=g))
+    return Init(fourier, weights, biases)
+
+
+def linear(h: Tensor, w: Tensor, b: Tensor) -> Tensor:
+    """Batched affine map with member broadcasting.
+
+    h: (B_h, P, in), w: (B_w, in, out), b: (B_w, 1, out) with B_h, B_w ∈ {1, B} → (max(B_h, B_w), P, out).
+    A shared input against per-member weights is one GEMM (P, in) @ (in, B·out): the STRAINER encoder output
+    is computed once for all heads.
+    """
+    bh, bw = h.shape[0], w.shape[0]
+    if bh == bw:
+        return torch.baddbmm(b, h, w)
+    if bh == 1:  # shared input, B weights: (P,in)@(in,B*out)
+        p, fan_in = h.shape[1], h.shape[2]
+        out = w.shape[2]
+        flat = w.permute(1, 0, 2).reshape(fan_in, bw * out)  # (in, B*out)
+        y = (h[0] @ flat).reshape(p, bw, out).permute(1, 0, 2)  # (B, P, out)
+        return y + b
+    if bw == 1:  # B inputs, one shared weight
+        return torch.matmul(h, w[0]) + b
+    raise ValueError(f"member counts do not broadcast: input {bh}, weight {bw}")
+
+
+class Stack(nn.Module):
+    """B INRs of one architecture with stacked weights (see module docstring).
+
+    Parameters are ``weight{ℓ}`` (B_ℓ, in, out) and ``bias{ℓ}`` (B_ℓ, 1, out) for ℓ = 0..L (L = head);
+    FFMLP's fixed frequency matrix is the buffer ``fourier`` (B_f, 2, m), never trained.
+    """
+
+    def __init__(self, cfg: NetConfig, out_features: int, fourier: Tensor | None, weights: Sequence[Tensor], biases: Sequence[Tensor]):
+        super().__init__()
+        self.cfg = cfg
+        self.out_features = int(out_features)
+        if len(weights) != cfg.depth + 1 or len(biases) != cfg.depth + 1:
+            raise ValueError(f"expected {cfg.depth + 1} layers, got {len(weights)}")
+        self.register_buffer("fourier", fourier)
+        self.weights = nn.ParameterList([nn.Parameter(w) for w in weights])
+        self.biases = nn.ParameterList([nn.Parameter(b) for b in biases])
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def init(cls, cfg: NetConfig, out_features: int, seeds: Sequence[int]) -> "Stack":
+        """B = len(seeds) independent INRs, member i drawn from seeds[i]."""
+        inits = [draw_init(cfg, out_features, s) for s in seeds]
+        fourier = torch.stack([i.fourier for i in inits]) if cfg.backbone == "ffmlp" else None
+        ws = [torch.stack([i.weights[ell] for i in inits]) for ell in range(cfg.depth + 1)]
+        bs = [torch.stack([i.biases[ell] for i in inits]) for ell in range(cfg.depth + 1)]
+        return cls(cfg, out_features, fourier, ws, bs)
+
+    @property
+    def depth(self) -> int:
+        return self.cfg.depth
+
+    @property
+    def members(self) -> int:
+        """B: the largest member count over layers."""
+        return max([w.shape[0] for w in self.weights] + [1 if self.fourier is None else self.fourier.shape[0]])
+
+    def layer_members(self, ell: int) -> int:
+        return int(self.weights[ell].shape[0])
+
+    # ------------------------------------------------------------------ forward
+    def embed(self, coords: Tensor) -> Tensor:
+        """γ(x): coords (P, 2) → (B_f, P, d₀). SIREN: identity (1, P, 2); FFMLP: [sin 2πxB, cos 2πxB]."""
+        x = coords.unsqueeze(0)  # (1, P, 2)
+        if self.cfg.backbone == "siren":
+            return x
+        proj = 2.0 * math.pi * torch.matmul(x, self.fourier)  # (B_f, P, m)
+        return torch.cat([torch.sin(proj), torch.cos(proj)], dim=-1)  # (B_f, P, 2m)
+
+    def layer(self, ell: int, h: Tensor, idx: Tensor | None = None) -> Tensor:
+        """Apply layer ℓ to its input h (B_h, P, in): hidden layers include φ, the head (ℓ = L) does not.
+
+        idx (optional, LongTensor) restricts per-member weights to those members (shared weights stay shared).
+        """
+        w, b = self.weights[ell], self.biases[ell]
+        if idx is not None and w.shape[0] > 1:
+            w, b = w[idx], b[idx]
+        z = linear(h, w, b)
+        if ell == self.cfg.depth:
+            return z
+        if self.cfg.backbone == "siren":
+            w0 = self.cfg.omega0_first if ell == 0 else self.cfg.omega0
+            return torch.sin(w0 * z)
+        return torch.relu(z)
+
+    def run(self, h: Tensor, start: int = 0, stop: int | None = None, idx: Tensor | None = None) -> Tensor:
+        """Apply layers start..stop−1 to h, the input of layer ``start`` (stop defaults to L+1, the output)."""
+        stop = self.cfg.depth + 1 if stop is None else stop
+        for ell in range(start, stop):
+            h = self.layer(ell, h, idx)
+        return h
+
+    def forward(self, coords: Tensor) -> Tensor:
+        """coords (P, 2) → output (B, P, C)."""
+        return self.run(self.embed(coords))
+
+    def activations(self, coords: Tensor) -> tuple[Tensor, list[Tensor]]:
+        """Output (B, P, C) and every hidden post-activation h_ℓ, ℓ = 0..L−1, each (B_ℓ', P, width)."""
+        h = self.embed(coords)
+        hidden = []
+        for ell in range(self.cfg.depth):
+            h = self.layer(ell, h)
+            hidden.append(h)
+        return self.layer(self.cfg.depth, h), hidden
+
+    # ------------------------------------------------------------------ member views
+    def member(self, i: int) -> "Stack":
+        """A detached single-member Stack (B = 1) holding member i's parameters (shared layers included)."""
+        pick = lambda t: t[min(i, t.shape[0] - 1)].unsqueeze(0).detach().clone()  # noqa: E731
+        fourier = None if self.fourier is None else pick(self.fourier)
+        return Stack(self.cfg, self.out_features, fourier, [pick(w) for w in self.weights], [pick(b) for b in self.biases])
+
+    def select(self, idx: Sequence[int]) -> "Stack":
+        """A detached Stack with members idx (layers shared by all stay shared)."""
+        ix = torch.as_tensor(list(idx), dtype=torch.long)
+        sel = lambda t: t.detach().clone() if t.shape[0] == 1 else t.detach()[ix.to(t.device)].clone()  # noqa: E731
+        fourier = None if self.fourier is None else sel(self.fourier)
+        return Stack(self.cfg, self.out_features, fourier, [sel(w) for w in self.weights], [sel(b) for b in self.biases])
+
+
+def cohort_stack(cfg: NetConfig, out_features: int, n_heads: int, seed: int) -> Stack:
+    """STRAINER model: shared encoder (B_ℓ = 1) drawn from ``seed``; N heads, head i drawn from seed + i.
+
+    Head 0 and the encoder come from the same draw, so a cohort of one equals ``Stack.init(cfg, C, [seed])``.
+    """
+    enc = draw_init(cfg, out_features, seed)
+    heads = [enc] + [draw_init(cfg, out_features, seed + i) for i in range(1, n_heads)]
+    ws = [w.unsqueeze(0) for w in enc.weights[:-1]] + [torch.stack([h.weights[-1] for h in heads])]
+    bs = [b.unsqueeze(0) for b in enc.biases[:-1]] + [torch.stack([h.biases[-1] for h in heads])]
+    fourier = None if enc.fourier is None else enc.fourier.unsqueeze(0)
+    return Stack(cfg, out_features, fourier, ws, bs)
+
+
+def transfer_stack(encoder: Stack, freeze: int | None, seeds: Sequence[int], out_features: int) -> Stack:
+    """Test-time model from a cohort encoder (SPEC §3).
+
+    freeze = k ∈ 0..L−1: layers 0..k are the cohort's (shared, B_ℓ = 1, to be frozen), layers k+1..L−1 and
+    the head are drawn fresh per member from seeds. freeze = None (the no-freeze / STRAINER baseline): every
+    encoder layer starts from the cohort (copied per member, all trainable) and the head is fresh.
+    The Fourier matrix (FFMLP) is always the cohort's.
+    """
+    cfg = encoder.cfg
+    L = cfg.depth
+    if freeze is not None and not (0 <= freeze < L):
+        raise ValueError(f"freeze depth must be in 0..{L - 1} (or None for no freeze), got {freeze}")
+    for ell in range(L):
+        if encoder.weights[ell].shape[0] != 1:
+            raise ValueError("transfer needs an encoder whose hidden layers are shared (a cohort stack)")
+    inits = [draw_init(cfg, out_features, s) for s in seeds]
+    B = len(seeds)
+    ws, bs = [], []
+    for ell in range(L + 1):
+        if ell < L and (freeze is None or ell <= freeze):
+            w = encoder.weights[ell].detach().clone()
+            b = encoder.biases[ell].detach().clone()
+            if freeze is None:  # per-member trainable copy
+                w, b = w.expand(B, -1, -1).clone(), b.expand(B, -1, -1).clone()
+        else:
+            w = torch.stack([i.weights[ell] for i in inits]).to(encoder.weights[0].device)
+            b = torch.stack([i.biases[ell] for i in inits]).to(encoder.weights[0].device)
+        ws.append(w)
+        bs.append(b)
+    fourier = None if encoder.fourier is None else encoder.fourier.detach().clone()
+    return Stack(cfg, out_features, fourier, ws, bs)
