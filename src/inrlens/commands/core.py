@@ -83,6 +83,7 @@ class Fit:
         base = {"regime": "single", "freeze": None, "config": config_hash(conf), "net": to_dict(self.net),
                 "train": to_dict(self.train), "runtime": runtime_info(dev, self.train)}
         rows = []
+        t0 = time.perf_counter()
         for gi, group in enumerate(_by_shape(sigs)):
             keys = [config_hash({"config": base["config"], "image": s.name, "seed": sd, "regime": "single", "freeze": None})
                     for s in group for sd in self.seeds]
@@ -95,7 +96,7 @@ class Fit:
             for row in _rows(res, base, fr.seconds):
                 append_row(out / "results.jsonl", row)
                 rows.append(row)
-        print_table(rows, ["image", "seed", "psnr", "ssim", "lpips", "status"], f"single {self.net.backbone} fits → {out}")
+        print_table(rows, ["image", "seed", "psnr", "ssim", "lpips", "status"], f"single {self.net.backbone} fits, {time.perf_counter() - t0:.1f} s → {out}")
 
 
 @dataclass(frozen=True)
@@ -162,7 +163,9 @@ class Transfer:
     seeds: tuple[int, ...] = (0,)
     """Re-initialisation seeds [paper: 3 seeds]."""
     limit: int | None = None
-    """Use only the first N images."""
+    """Use only the first N images (after excluding the cohort's own images)."""
+    include_cohort: bool = False
+    """Also fit images that were members of the cohort (excluded by default: they are not test images)."""
     train: TrainConfig = TrainConfig()
     data: DataConfig = DataConfig()
     lpips: bool = True
@@ -185,7 +188,13 @@ class Transfer:
 
     def run(self) -> None:
         encoder, meta = load_stack(self.encoder)
-        sigs = resolve(self.images, self.data)[: self.limit]
+        sigs = resolve(self.images, self.data)
+        if not self.include_cohort:
+            members = set(meta.get("members", []))
+            sigs = [s for s in sigs if s.name not in members]
+            if not sigs:
+                raise ValueError("every target image is a member of the cohort; pass --include-cohort to fit them anyway")
+        sigs = sigs[: self.limit]
         if sigs[0].channels != encoder.out_features:
             from ..data import harmonise_channels
 
