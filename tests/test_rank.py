@@ -1,0 +1,93 @@
+"""Stable rank against numpy SVD; profiles of real encoders against naive per-layer loops."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from inrlens.config import NetConfig
+from inrlens.data import grid
+from inrlens.nets import Stack, cohort_stack
+from inrlens.rank import activation_ranks, argmax, profile, stable_rank, weight_ranks
+
+
+def np_sr(m: np.ndarray) -> float:
+    s = np.linalg.svd(m.astype(np.float64), compute_uv=False)
+    return float((s**2).sum() / s.max() ** 2)
+
+
+@pytest.mark.parametrize("shape", [(8, 8), (5, 17), (64, 3), (1, 9), (256, 32)])
+def test_random_matches_numpy_and_bounds(shape):
+    rng = np.random.default_rng(sum(shape))
+    m = rng.standard_normal(shape).astype(np.float32)
+    sr = stable_rank(torch.from_numpy(m))
+    assert sr == pytest.approx(np_sr(m), rel=1e-9)
+    assert 1.0 - 1e-9 <= sr <= np.linalg.matrix_rank(m) + 1e-9
+
+
+def test_rank_one_is_one():
+    rng = np.random.default_rng(1)
+    m = np.outer(rng.standard_normal(12), rng.standard_normal(7))
+    assert stable_rank(torch.from_numpy(m)) == pytest.approx(1.0, abs=1e-9)
+
+
+@pytest.mark.parametrize("n", [1, 4, 16])
+def test_orthogonal_is_full(n):
+    q, _ = np.linalg.qr(np.random.default_rng(n).standard_normal((n, n)))
+    assert stable_rank(torch.from_numpy(q)) == pytest.approx(float(n), rel=1e-9)
+    # a rectangular matrix with orthonormal columns (n of them) has sr = n; scaling does not change sr
+    q2, _ = np.linalg.qr(np.random.default_rng(n + 1).standard_normal((3 * n, n)))
+    assert stable_rank(torch.from_numpy(7.5 * q2)) == pytest.approx(float(n), rel=1e-9)
+
+
+def test_hand_computed_diagonal():
+    # singular values 3, 2, 1 → (9 + 4 + 1) / 9
+    m = torch.diag(torch.tensor([1.0, 3.0, 2.0]))
+    assert stable_rank(m) == pytest.approx(14.0 / 9.0, rel=1e-12)
+    assert stable_rank(m.T) == stable_rank(m)
+    assert stable_rank(torch.zeros(3, 4)) == 0.0
+    with pytest.raises(ValueError):
+        stable_rank(torch.zeros(2, 2, 2))
+
+
+def test_argmax_first_on_ties():
+    assert argmax([1.0, 3.0, 3.0, 2.0]) == 1
+    assert argmax([5.0]) == 0
+
+
+@pytest.mark.parametrize("backbone", ["siren", "ffmlp"])
+def test_profile_matches_naive_layer_loop(backbone):
+    cfg = NetConfig(backbone=backbone, width=24, depth=4, ff_features=16, ff_sigma=2.0)
+    enc = cohort_stack(cfg, 3, n_heads=3, seed=5).requires_grad_(False)
+    sw = weight_ranks(enc)
+    ref_w = [np_sr(enc.weights[ell][0].numpy()) for ell in range(cfg.depth)]
+    np.testing.assert_allclose(sw, ref_w, rtol=1e-9)
+    if backbone == "siren":
+        assert sw[0] <= 2.0 + 1e-9  # layer 0 is Linear(2 → width)
+
+    # naive forward of the encoder, written out from Eq. 1
+    h, w = 9, 13
+    x = grid(h, w).double()  # (P, 2)
+    if backbone == "ffmlp":
+        proj = 2 * np.pi * x @ enc.fourier[0].double()
+        a = torch.cat([torch.sin(proj), torch.cos(proj)], 1)
+    else:
+        a = x
+    ref_h = []
+    for ell in range(cfg.depth):
+        z = a @ enc.weights[ell][0].double() + enc.biases[ell][0].double()
+        a = torch.sin(cfg.omega0 * z) if backbone == "siren" else torch.relu(z)
+        ref_h.append(np_sr(a.numpy()))
+    np.testing.assert_allclose(activation_ranks(enc, (h, w)), ref_h, rtol=1e-4)
+    prof = profile(enc, (h, w))
+    assert prof.k_w == int(np.argmax(ref_w)) and prof.k_h == int(np.argmax(ref_h))
+    assert prof.grid_shape == (h, w)
+
+
+def test_rejects_per_member_layers():
+    st = Stack.init(NetConfig(width=8, depth=2), 1, [0, 1])
+    with pytest.raises(ValueError, match="members"):
+        weight_ranks(st)
+    # a single INR is fine
+    assert len(weight_ranks(Stack.init(NetConfig(width=8, depth=2), 1, [0]))) == 2
