@@ -17,6 +17,9 @@ COMMANDS: dict[str, str] = {
     "fit": "inrlens.commands.core:Fit",
     "cohort": "inrlens.commands.core:Cohort",
     "transfer": "inrlens.commands.core:Transfer",
+    "sweep": "inrlens.commands.study:Sweep",
+    "rank": "inrlens.commands.study:Rank",
+    "report": "inrlens.commands.study:Report",
 }
 
 
