@@ -42,9 +42,33 @@ def set_precision(tf32: bool) -> None:
     torch.backends.cudnn.allow_tf32 = bool(tf32)
 
 
-def runtime_info(device: torch.device, train: TrainConfig) -> dict[str, Any]:
-    """Precision, device and library versions recorded with every result row."""
+_FUSED_OK: dict[str, bool] = {}
+
+
+def fused_adam_available(device: torch.device) -> bool:
+    """Whether this torch build has a fused Adam kernel for float32 on this device type (CUDA; CPU since 2.4)."""
+    kind = device.type
+    if kind not in _FUSED_OK:
+        try:
+            p = torch.nn.Parameter(torch.zeros(2, device=device))
+            p.grad = torch.ones_like(p)
+            torch.optim.Adam([p], lr=1e-3, fused=True).step()
+            _FUSED_OK[kind] = True
+        except (RuntimeError, TypeError, ValueError):
+            _FUSED_OK[kind] = False
+    return _FUSED_OK[kind]
+
+
+def use_fused_adam(device: torch.device, train: TrainConfig) -> bool:
+    """The Adam kernel train() uses: fused when asked for (TrainConfig.fused_adam) and available here."""
+    return bool(train.fused_adam and fused_adam_available(device))
+
+
+def runtime_info(device: torch.device, train: TrainConfig, prefix_cache: bool = True) -> dict[str, Any]:
+    """Precision, device, speed-up switches and library versions recorded with every result row."""
     import numpy
+
+    from . import nets
 
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine()
     return {
@@ -53,6 +77,10 @@ def runtime_info(device: torch.device, train: TrainConfig) -> dict[str, Any]:
         "dtype": "float32",
         "tf32": bool(train.tf32 and device.type == "cuda"),
         "compile": bool(train.compile),
+        "fused_adam": use_fused_adam(device, train),
+        "fold_omega": bool(nets.FOLD_OMEGA),
+        "fused_bias": bool(nets.FUSED_BIAS),
+        "prefix_cache": bool(prefix_cache),
         "torch": torch.__version__,
         "numpy": numpy.__version__,
         "python": platform.python_version(),
@@ -134,7 +162,7 @@ def train(
     device = stack.weights[-1].device
     B = stack.members
     lr = lr if lr is not None else (train_cfg.lr if train_cfg.lr is not None else default_lr(stack.cfg.backbone))
-    opt = make_optimizer(stack, start, lr, fused=bool(train_cfg.fused_adam and device.type == "cuda"))
+    opt = make_optimizer(stack, start, lr, fused=use_fused_adam(device, train_cfg))
 
     # Frozen-prefix cache: the input of layer `start` never changes on a fixed grid.
     cached = [prefix(stack, g.coords, start) if use_prefix_cache else None for g in groups]
@@ -193,6 +221,9 @@ def train(
     seconds = time.perf_counter() - t0
     if bar is not None:
         bar.close()
+    with torch.no_grad():  # the last update can overflow after the last finite loss: check the weights too
+        for w in [*stack.weights, *stack.biases]:
+            alive = alive & torch.isfinite(w).flatten(1).all(1)  # (B_ℓ,) broadcasts over B
     for p in stack.parameters():
         p.requires_grad_(False)
     return FitResult(stack, steps, torch.stack(curve), ~alive.cpu(), steps_run, seconds)

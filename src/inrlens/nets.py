@@ -19,12 +19,22 @@ random init with the same seed.
 from __future__ import annotations
 
 import math
+import os
 from typing import NamedTuple, Sequence
 
 import torch
 from torch import Tensor, nn
 
 from .config import NetConfig
+
+# Speed-ups of the forward pass (issue 5). Both give the same function up to float rounding (checked by
+# tests/test_perf_equivalence.py) and are recorded with every result by fit.runtime_info; set them to False
+# (or INRLENS_FOLD_OMEGA=0 / INRLENS_FUSED_BIAS=0 in the environment) for the plain formulation.
+FOLD_OMEGA: bool = os.environ.get("INRLENS_FOLD_OMEGA", "1") != "0"
+"""SIREN: multiply ω₀ into the (in, out) weight and bias inside the forward, instead of the (P, out) pre-activation;
+saves one elementwise pass forward and one backward per layer. The stored parameters keep their meaning."""
+FUSED_BIAS: bool = os.environ.get("INRLENS_FUSED_BIAS", "1") != "0"
+"""Add the bias inside the GEMM (addmm) on the broadcast paths of :func:`linear` instead of a separate pass."""
 
 
 class Init(NamedTuple):
@@ -72,7 +82,8 @@ def linear(h: Tensor, w: Tensor, b: Tensor) -> Tensor:
 
     h: (B_h, P, in), w: (B_w, in, out), b: (B_w, 1, out) with B_h, B_w ∈ {1, B} → (max(B_h, B_w), P, out).
     A shared input against per-member weights is one GEMM (P, in) @ (in, B·out): the STRAINER encoder output
-    is computed once for all heads.
+    is computed once for all heads. With FUSED_BIAS the bias add rides in the GEMM (addmm/baddbmm) instead
+    of a separate pass over the (P, out) output.
     """
     bh, bw = h.shape[0], w.shape[0]
     if bh == bw:
@@ -80,10 +91,16 @@ def linear(h: Tensor, w: Tensor, b: Tensor) -> Tensor:
     if bh == 1:  # shared input, B weights: (P,in)@(in,B*out)
         p, fan_in = h.shape[1], h.shape[2]
         out = w.shape[2]
-        flat = w.permute(1, 0, 2).reshape(fan_in, bw * out)  # (in, B*out)
+        flat = w.permute(1, 0, 2).reshape(fan_in, bw * out)  # (in, B*out), column j = member j // out
+        if FUSED_BIAS:
+            y = torch.addmm(b.permute(1, 0, 2).reshape(1, bw * out), h[0], flat)  # (P, B*out)
+            return y.reshape(p, bw, out).permute(1, 0, 2)  # (B, P, out)
         y = (h[0] @ flat).reshape(p, bw, out).permute(1, 0, 2)  # (B, P, out)
         return y + b
     if bw == 1:  # B inputs, one shared weight
+        if FUSED_BIAS:
+            p, fan_in = h.shape[1], h.shape[2]
+            return torch.addmm(b[0], h.reshape(bh * p, fan_in), w[0]).reshape(bh, p, w.shape[2])  # (B, P, out)
         return torch.matmul(h, w[0]) + b
     raise ValueError(f"member counts do not broadcast: input {bh}, weight {bw}")
 
@@ -144,13 +161,14 @@ class Stack(nn.Module):
         w, b = self.weights[ell], self.biases[ell]
         if idx is not None and w.shape[0] > 1:
             w, b = w[idx], b[idx]
-        z = linear(h, w, b)
         if ell == self.cfg.depth:
-            return z
+            return linear(h, w, b)
         if self.cfg.backbone == "siren":
             w0 = self.cfg.omega0_first if ell == 0 else self.cfg.omega0
-            return torch.sin(w0 * z)
-        return torch.relu(z)
+            if FOLD_OMEGA:  # sin(ω₀(hW + b)) = sin(h(ω₀W) + ω₀b): scale the (in, out) weight, not the (P, out) output
+                return torch.sin(linear(h, w * w0, b * w0))
+            return torch.sin(w0 * linear(h, w, b))
+        return torch.relu(linear(h, w, b))
 
     def run(self, h: Tensor, start: int = 0, stop: int | None = None, idx: Tensor | None = None) -> Tensor:
         """Apply layers start..stop−1 to h, the input of layer ``start`` (stop defaults to L+1, the output)."""
