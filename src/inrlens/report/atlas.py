@@ -1,0 +1,208 @@
+"""Atom atlas: one static, offline HTML page to browse condition → layer → atom (SPEC §6, issue 7).
+
+The page (``atlas/index.html``) is a single self-contained file: the CSS and JavaScript of
+``report/atlas.css`` and ``report/atlas.js`` are inlined, the data is a JSON block inside the page and every
+image is a PNG data URI, so it opens from disk (``file://``) with no server, no network and no CDN.
+
+Data it shows, per condition (one SAE run of ``inrlens sae``, e.g. ``cohort-siren``), per hidden layer, per
+atom: the atom map z_j(x) (viridis, scaled to the atom's own maximum, which is printed), its firing rate and
+mean magnitude, and — for ablated atoms — the ablation error map |f' − f| (magma, scaled to its maximum), the
+PSNR drop, the locality and the firing-region fraction. Atoms can be sorted by magnitude, PSNR drop or firing
+rate; the layer's SAE diagnostics (R², alive %, ρ, PSNR with ĥ substituted) are shown above the atoms.
+
+Input layout (written by ``inrlens sae | atoms | ablate``, documented in :mod:`inrlens.atoms`)::
+
+    <sae run>/context.json                      condition, image, shape
+    <sae run>/results.jsonl                     one diagnostics row per (layer, n, k)
+    <sae run>/saes/L{ℓ}_n{n}_k{k}/atoms.safetensors     atom ids, maps (m, H, W), firing_rate, mean_act
+    <sae run>/saes/L{ℓ}_n{n}_k{k}/ablation.safetensors  atom ids, err_maps, psnr_drop, locality, region_frac
+
+:func:`collect` reads that layout into :class:`Condition` objects; :func:`write_atlas` renders any list of
+them, so the page can also be built from data computed elsewhere.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import math
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+LAYER_STATS = ("r2", "alive_pct", "dead_pct", "rho", "psnr_sub", "psnr_inr")
+
+
+@dataclass
+class Atom:
+    """One dictionary atom of one layer's SAE."""
+
+    id: int
+    """Atom index j in the dictionary."""
+    firing_rate: float
+    """Fraction of grid coordinates where z_j > τ."""
+    magnitude: float
+    """Mean of z_j over the grid (the ranking key)."""
+    map: np.ndarray
+    """(H, W) atom map z_j(x)."""
+    psnr_drop: float | None = None
+    """PSNR(f) − PSNR(f') after removing the atom (None: not ablated)."""
+    locality: float | None = None
+    """Share of the ablation's squared error inside the atom's firing region."""
+    region_frac: float | None = None
+    """Fraction of the grid where the atom fires (the locality a uniform error would get)."""
+    err_map: np.ndarray | None = None
+    """(H, W) |f' − f| on [0, 1], channel mean (None: not ablated)."""
+
+
+@dataclass
+class Layer:
+    """One hidden layer's SAE and the atoms shown for it."""
+
+    layer: int
+    n: int
+    k: int
+    atoms: list[Atom]
+    stats: dict[str, float] = field(default_factory=dict)
+    """SAE diagnostics of the layer (keys of LAYER_STATS that were measured)."""
+
+
+@dataclass
+class Condition:
+    """One INR that was decomposed (regime × backbone, one member image)."""
+
+    name: str
+    layers: list[Layer]
+    image: str = ""
+    shape: tuple[int, int] = (0, 0)
+
+
+# ------------------------------------------------------------------------------------------- reading
+def _finite(x: Any) -> float | None:
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) else None
+
+
+def collect(runs: Sequence[str | Path]) -> list[Condition]:
+    """Read SAE run folders (layout in the module docstring) → conditions with their layers and atoms.
+
+    A layer appears once its ``atoms.safetensors`` exists; ablation values are attached to the atoms that have
+    them. Runs without any atoms file are refused with a clear message.
+    """
+    from safetensors.numpy import load_file
+
+    from ..store import read_rows
+
+    out = []
+    for run in runs:
+        run = Path(run)
+        ctx_path = run / "context.json"
+        if not ctx_path.exists():
+            raise FileNotFoundError(f"{run}: not an SAE run folder (no context.json)")
+        ctx = json.loads(ctx_path.read_text())
+        rows = {(r.get("layer"), r.get("n"), r.get("k")): r for r in read_rows(run / "results.jsonl")}
+        layers = []
+        for d in sorted((run / "saes").glob("L*_n*_k*")):
+            af = d / "atoms.safetensors"
+            if not af.exists():
+                continue
+            ell, n, k = (int(x[1:]) for x in d.name.split("_"))
+            a = load_file(str(af))
+            abl: dict[int, tuple[float | None, float | None, float | None, np.ndarray]] = {}
+            bf = d / "ablation.safetensors"
+            if bf.exists():
+                b = load_file(str(bf))
+                for i, j in enumerate(b["atom"].tolist()):
+                    abl[int(j)] = (_finite(b["psnr_drop"][i]), _finite(b["locality"][i]), _finite(b["region_frac"][i]),
+                                   b["err_maps"][i].astype(np.float32))
+            atoms = []
+            for i, j in enumerate(a["atom"].tolist()):
+                drop, loc, reg, err = abl.get(int(j), (None, None, None, None))
+                atoms.append(Atom(int(j), float(a["firing_rate"][i]), float(a["mean_act"][i]), a["maps"][i].astype(np.float32),
+                                  drop, loc, reg, err))
+            row = rows.get((ell, n, k), {})
+            stats = {s: v for s in LAYER_STATS if (v := _finite(row.get(s))) is not None}
+            layers.append(Layer(ell, n, k, atoms, stats))
+        if not layers:
+            raise FileNotFoundError(f"{run}: no atom maps yet (run `inrlens atoms {run}` first)")
+        shape = tuple(ctx.get("shape") or layers[0].atoms[0].map.shape)
+        out.append(Condition(str(ctx.get("condition") or run.name), layers, str(ctx.get("image") or ""), (int(shape[0]), int(shape[1]))))
+    return out
+
+
+# ------------------------------------------------------------------------------------------- rendering
+def png_uri(img: np.ndarray, cmap: str = "viridis", vmax: float | None = None) -> str:
+    """(H, W) array → 'data:image/png;base64,…', colour-mapped on [0, vmax] (vmax = the array's max)."""
+    from matplotlib import colormaps
+    from PIL import Image
+
+    a = np.nan_to_num(np.asarray(img, dtype=np.float64), nan=0.0)
+    top = float(a.max()) if vmax is None else float(vmax)
+    x = np.clip(a / top, 0.0, 1.0) if top > 0 else np.zeros_like(a)
+    rgb = (colormaps[cmap](x)[..., :3] * 255.0 + 0.5).astype(np.uint8)  # (H, W, 3)
+    buf = io.BytesIO()
+    Image.fromarray(rgb, mode="RGB").save(buf, format="PNG", optimize=True)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def atlas_data(conditions: Sequence[Condition], title: str = "inrlens atom atlas") -> dict[str, Any]:
+    """The JSON document the page renders (images as data URIs)."""
+    conds = []
+    for c in conditions:
+        layers = []
+        for lay in c.layers:
+            atoms = []
+            for a in lay.atoms:
+                atoms.append({"id": a.id, "firing_rate": a.firing_rate, "magnitude": a.magnitude, "map": png_uri(a.map, "viridis"),
+                              "map_max": float(np.max(a.map)) if a.map.size else 0.0, "psnr_drop": a.psnr_drop, "locality": a.locality,
+                              "region_frac": a.region_frac,
+                              "err": None if a.err_map is None else png_uri(a.err_map, "magma"),
+                              "err_max": None if a.err_map is None else float(np.max(a.err_map))})
+            layers.append({"layer": lay.layer, "n": lay.n, "k": lay.k, "stats": lay.stats, "atoms": atoms})
+        conds.append({"name": c.name, "image": c.image, "shape": list(c.shape), "layers": layers})
+    return {"title": title, "conditions": conds}
+
+
+def _asset(name: str) -> str:
+    return resources.files("inrlens.report").joinpath(name).read_text(encoding="utf-8")
+
+
+def render(data: dict[str, Any]) -> str:
+    """The complete HTML page for an atlas_data document (inline CSS, JS and data)."""
+    blob = json.dumps(data, separators=(",", ":"), allow_nan=False)
+    blob = blob.replace("</", "<\\/")  # never close the <script> block early
+    page = _asset("atlas.html")
+    for key, val in (("/*ATLAS_CSS*/", _asset("atlas.css")), ("/*ATLAS_JS*/", _asset("atlas.js")),
+                     ("__ATLAS_DATA__", blob), ("__ATLAS_TITLE__", _html_escape(data.get("title", "")))):
+        page = page.replace(key, val)
+    return page
+
+
+def _html_escape(s: str) -> str:
+    return s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
+
+
+def write_atlas(conditions: Sequence[Condition], out_dir: str | Path, title: str = "inrlens atom atlas") -> Path:
+    """Write ``out_dir/index.html`` (atomically) and return its path."""
+    from ..store import atomic_write_bytes
+
+    if not conditions:
+        raise ValueError("atlas: nothing to show (no conditions with atom maps)")
+    path = Path(out_dir) / "index.html"
+    atomic_write_bytes(path, render(atlas_data(conditions, title)).encode("utf-8"))
+    return path
+
+
+def build_atlas(runs: Sequence[str | Path], out_dir: str | Path, title: str = "inrlens atom atlas") -> Path:
+    """collect + write_atlas: SAE run folders → ``out_dir/index.html``."""
+    return write_atlas(collect(runs), out_dir, title)
+
+
+__all__ = ["Atom", "Layer", "Condition", "collect", "png_uri", "atlas_data", "render", "write_atlas", "build_atlas"]

@@ -1,0 +1,167 @@
+"""The atom atlas: page content (no browser) and behaviour in a real headless Chromium (playwright)."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from inrlens.report.atlas import Atom, Condition, Layer, atlas_data, png_uri, render, write_atlas
+
+
+def _blob(h: int, w: int, cy: float, cx: float, s: float) -> np.ndarray:
+    y, x = np.mgrid[0:h, 0:w]
+    return np.exp(-((y - cy) ** 2 + (x - cx) ** 2) / (2 * s * s)).astype(np.float32)
+
+
+def make_conditions() -> list[Condition]:
+    """Two conditions × two layers × 6 atoms with distinct maps; 3 atoms per layer ablated."""
+    rng = np.random.default_rng(0)
+    conds = []
+    for ci, name in enumerate(["cohort-siren", "cohort-ffmlp </script>"]):
+        layers = []
+        for ell in range(2):
+            atoms = []
+            for j in range(6):
+                aid = 100 * ell + 7 * j + ci
+                m = _blob(16, 16, rng.uniform(2, 14), rng.uniform(2, 14), 1.5 + j)
+                abl = j % 2 == 0
+                atoms.append(Atom(aid, float(rng.uniform(0.01, 0.9)), float(rng.uniform(0.001, 0.5)), m,
+                                  float(rng.uniform(0.1, 12.0)) if abl else None, float(rng.uniform(0.5, 1.0)) if abl else None,
+                                  float(rng.uniform(0.01, 0.5)) if abl else None, (m * rng.uniform(0.1, 1.0)) if abl else None))
+            layers.append(Layer(ell, 64, 4, atoms, {"r2": 0.9 - 0.1 * ell, "alive_pct": 80.0, "rho": 0.2}))
+        conds.append(Condition(name, layers, f"img{ci}", (16, 16)))
+    return conds
+
+
+def test_png_uri_colour_maps_values():
+    from matplotlib import colormaps
+    from PIL import Image
+
+    a = np.zeros((4, 5), np.float32)
+    a[1, 2] = 2.0
+    a[3, 4] = 1.0
+    uri = png_uri(a, "viridis")
+    assert uri.startswith("data:image/png;base64,")
+    img = np.asarray(Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1]))))
+    assert img.shape == (4, 5, 3)
+    ref = (colormaps["viridis"](np.array([0.0, 0.5, 1.0]))[:, :3] * 255 + 0.5).astype(np.uint8)
+    assert (img[0, 0] == ref[0]).all() and (img[3, 4] == ref[1]).all() and (img[1, 2] == ref[2]).all()
+
+
+def test_page_is_self_contained(tmp_path):
+    conds = make_conditions()
+    path = write_atlas(conds, tmp_path / "atlas")
+    html = path.read_text()
+    # offline: no external resource of any kind
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", html)
+    assert "http://" not in html and "https://" not in html
+    # the JSON block survives a '</script>' inside a name and round-trips
+    m = re.search(r'<script type="application/json" id="atlas-data">(.*?)</script>', html, re.S)
+    assert m is not None
+    data = json.loads(m.group(1))
+    assert data == json.loads(json.dumps(atlas_data(conds)))
+    assert data["conditions"][1]["name"] == "cohort-ffmlp </script>"
+    n_imgs = sum(1 + (a.err_map is not None) for c in conds for lay in c.layers for a in lay.atoms)
+    assert html.count("data:image/png;base64,") == n_imgs
+
+
+def test_write_atlas_refuses_nothing(tmp_path):
+    with pytest.raises(ValueError, match="nothing to show"):
+        write_atlas([], tmp_path)
+    assert not (tmp_path / "index.html").exists()
+
+
+# --------------------------------------------------------------------------------------- browser
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"]
+
+
+def _browser_or_skip() -> str:
+    exe = next((p for p in (shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome")) if p), None)
+    if exe is None:
+        pytest.skip("no chromium installed (scripts/ci_services.sh installs Debian's chromium)")
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        pytest.skip("python package 'playwright' is not installed (pip install -e '.[test]')")
+    return exe
+
+
+@pytest.mark.browser
+def test_atlas_in_headless_chromium(tmp_path):
+    exe = _browser_or_skip()
+    from PIL import Image
+    from playwright.sync_api import sync_playwright
+
+    conds = make_conditions()
+    path = write_atlas(conds, tmp_path / "atlas")
+    errors: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1100, "height": 760})
+            page.on("console", lambda m: errors.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
+            page.on("pageerror", lambda e: errors.append(f"page error: {e}"))
+            page.on("request", lambda r: errors.append(f"network request: {r.url}") if not r.url.startswith(("file:", "data:")) else None)
+            page.goto(path.as_uri())
+            page.wait_for_selector("#atom-list li")
+
+            lay0 = conds[0].layers[0]
+            by_mag = [a.id for a in sorted(lay0.atoms, key=lambda a: (-a.magnitude, a.id))]
+            items = lambda: [int(x) for x in page.eval_on_selector_all("#atom-list li", "els => els.map(e => e.dataset.atom)")]  # noqa: E731
+            assert items() == by_mag
+            assert page.inner_text("#atom-title").endswith(f"atom {by_mag[0]}")
+
+            # clicking an atom shows it: title, stats and image change
+            target = next(a for a in lay0.atoms if a.id == by_mag[3])
+            old_src = page.get_attribute("#atom-map", "src")
+            page.click(f'#atom-list li[data-atom="{target.id}"]')
+            assert page.inner_text("#atom-title").endswith(f"atom {target.id}")
+            assert page.inner_text("#stat-magnitude") == f"{target.magnitude:.4f}"
+            assert page.inner_text("#stat-firing") == f"{100 * target.firing_rate:.1f} %"
+            assert page.get_attribute("#atom-map", "src") != old_src
+            assert page.get_attribute("#atom-list li.selected", "data-atom") == str(target.id)
+
+            # sort by PSNR drop: ablated atoms by decreasing drop, then the others by id
+            page.select_option("#sort", "drop")
+            abl = sorted((a for a in lay0.atoms if a.psnr_drop is not None), key=lambda a: -a.psnr_drop)
+            rest = sorted((a.id for a in lay0.atoms if a.psnr_drop is None))
+            assert items() == [a.id for a in abl] + rest
+            top = abl[0]
+            assert page.inner_text("#atom-title").endswith(f"atom {top.id}")
+            assert page.inner_text("#stat-drop") == f"{top.psnr_drop:.2f}"
+            assert page.get_attribute("#error-map", "src").startswith("data:image/png;base64,")
+
+            # next / prev buttons walk the sorted list
+            page.click("#next")
+            assert page.inner_text("#atom-title").endswith(f"atom {abl[1].id}")
+            page.click("#prev")
+            assert page.inner_text("#atom-title").endswith(f"atom {top.id}")
+            # an atom that was not ablated says so
+            page.click(f'#atom-list li[data-atom="{rest[0]}"]')
+            assert page.inner_text("#stat-drop") == "not ablated"
+
+            # switching condition and layer re-populates the list from that layer's atoms
+            page.select_option("#condition", "1")
+            page.select_option("#layer", "1")
+            lay = conds[1].layers[1]
+            assert sorted(items()) == sorted(a.id for a in lay.atoms)
+            assert "cohort-ffmlp </script> · layer 1" in page.inner_text("#atom-title")
+            assert "R² 0.800" in page.inner_text("#layer-stats")
+
+            shot = tmp_path / "atlas.png"
+            page.screenshot(path=str(shot), full_page=True)
+        finally:
+            browser.close()
+    assert errors == []
+    img = np.asarray(Image.open(shot).convert("RGB"), dtype=np.float64)
+    assert img.shape[0] >= 700 and img.shape[1] >= 1000
+    assert img.std() > 20.0  # not blank: text, colour maps and controls on a light page
+    assert len(np.unique(img.reshape(-1, 3), axis=0)) > 100
