@@ -21,7 +21,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from .config import DataConfig
 
@@ -83,9 +83,14 @@ def _array_from_pil(img: Image.Image, name: str) -> np.ndarray:
         mode = img.mode
     if mode in ("I;16", "I;16B", "I;16L", "I;16N"):
         arr = np.asarray(img, dtype=np.float64) / 65535.0
-    elif mode == "I":
+    elif mode == "I":  # Pillow reads 16-bit PGM/PPM (any maxval, rescaled) and 16-bit TIFF/PNG variants as 'I'
         raw = np.asarray(img, dtype=np.float64)
-        arr = raw / (65535.0 if raw.max() > 255 else 255.0)
+        lo, hi = float(raw.min()), float(raw.max())
+        if lo >= 0 and hi <= 65535:
+            arr = raw / 65535.0  # never guessed from the values: a dark 16-bit image must stay dark
+        else:  # signed or 32-bit integers have no standard white level
+            warnings.warn(f"{name}: 32-bit integer pixels in [{lo:g}, {hi:g}] rescaled to [0, 1] by min/max", stacklevel=3)
+            arr = (raw - lo) / (hi - lo) if hi > lo else np.zeros_like(raw)
     elif mode == "F":
         raw = np.asarray(img, dtype=np.float64)
         lo, hi = float(np.nanmin(raw)), float(np.nanmax(raw))
@@ -156,8 +161,10 @@ def load_image(path: str | os.PathLike, cfg: DataConfig | None = None) -> Signal
             arr = _array_from_pil(img, str(p))
     except ImageError:
         raise
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
-        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+    except Exception as e:  # noqa: BLE001 - a corrupt file can make a decoder raise almost anything
+        # (UnidentifiedImageError/OSError for unknown or truncated files, but also EOFError, struct.error,
+        # zlib.error, IndexError, ... from damaged headers); each is "not a readable image" for the user.
+        msg = str(e).splitlines()[0] if str(e).strip() else type(e).__name__
         raise ImageError(f"{p}: not a readable image ({msg})") from None
     if min(arr.shape[:2]) < MIN_SIDE:
         raise ImageError(f"{p}: image is {arr.shape[1]}x{arr.shape[0]} px; at least {MIN_SIDE}x{MIN_SIDE} needed")
@@ -224,11 +231,22 @@ def load_images(paths: str | os.PathLike | Iterable[str | os.PathLike], cfg: Dat
     return harmonise_channels(signals, cfg.channels)
 
 
+def _where(signals: Sequence[Signal]) -> str:
+    """' in FOLDER[, FOLDER…]': where the signals came from, for error messages."""
+    places = []
+    for s in signals:
+        src = s.source or s.name
+        place = src.rsplit("/", 1)[0] if src.startswith("sample:") else str(Path(src).parent)
+        if place not in places:
+            places.append(place)
+    return f" in {', '.join(places[:3])}{' …' if len(places) > 3 else ''}" if places else ""
+
+
 def split(signals: Sequence[Signal], n_cohort: int, n_test: int | None, seed: int = 0) -> tuple[list[Signal], list[Signal]]:
     """Seeded random cohort/test split: n_cohort for the cohort, then up to n_test of the rest (None = all)."""
     n = len(signals)
     if n_cohort > n:
-        raise ValueError(f"cohort of {n_cohort} requested but only {n} images are available")
+        raise ValueError(f"cohort of {n_cohort} requested but only {n} images are available{_where(signals)}")
     order = list(range(n))
     random.Random(seed).shuffle(order)
     cohort = [signals[i] for i in order[:n_cohort]]

@@ -8,6 +8,7 @@ never parses it as data.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -24,6 +25,8 @@ from .nets import Stack
 CFG_NAME = "cfg.json"
 MODEL_NAME = "model.safetensors"
 RUN_NAME = "run.json"
+TORN_MARK = b" <torn: interrupted write, ignored>\n"
+"""Appended after a torn last line before the next row: the torn line can never parse as a row."""
 
 
 class RunConflict(RuntimeError):
@@ -85,24 +88,71 @@ def save_stack(stack: Stack, folder: str | os.PathLike, meta: dict[str, Any] | N
     os.close(fd)
     try:
         save_file(tensors, tmp)
+        digest = _sha256(tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
         os.replace(tmp, folder / MODEL_NAME)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-    atomic_write_json(folder / CFG_NAME, {"net": to_dict(stack.cfg), "out_features": stack.out_features, "meta": meta or {}})
+    # cfg.json goes last and names the model's digest: a writer killed between the two renames leaves a pair
+    # that load_stack / checkpoint_ready recognise as incomplete instead of silently mixing two checkpoints.
+    atomic_write_json(folder / CFG_NAME, {"net": to_dict(stack.cfg), "out_features": stack.out_features, "meta": meta or {},
+                                          "model_sha256": digest})
     return folder
+
+
+def _sha256(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _read_cfg(folder: Path) -> dict[str, Any]:
+    cfg_path, model_path = folder / CFG_NAME, folder / MODEL_NAME
+    if not cfg_path.exists() or not model_path.exists():
+        raise FileNotFoundError(f"{folder}: not a saved INR (needs {CFG_NAME} and {MODEL_NAME})")
+    try:
+        cfg = json.loads(cfg_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{cfg_path}: not valid JSON ({str(e).splitlines()[0]})") from None
+    if not isinstance(cfg, dict) or "net" not in cfg or "out_features" not in cfg:
+        raise ValueError(f"{cfg_path}: not an inrlens checkpoint config (needs 'net' and 'out_features')")
+    want = cfg.get("model_sha256")  # absent in checkpoints written before the digest was recorded
+    if want is not None and _sha256(model_path) != want:
+        raise ValueError(f"{folder}: incomplete checkpoint ({MODEL_NAME} does not match {CFG_NAME}; a writer was interrupted); "
+                         "rerun the command that wrote it")
+    return cfg
+
+
+def checkpoint_ready(folder: str | os.PathLike) -> bool:
+    """True when ``folder`` holds a complete checkpoint (both files, digests matching)."""
+    try:
+        _read_cfg(Path(folder))
+    except (FileNotFoundError, ValueError, OSError):
+        return False
+    return True
 
 
 def load_stack(folder: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[Stack, dict[str, Any]]:
     """Load a stack saved by :func:`save_stack` → (stack, meta). Clear error when the folder is not one."""
     folder = Path(folder)
-    cfg_path, model_path = folder / CFG_NAME, folder / MODEL_NAME
-    if not cfg_path.exists() or not model_path.exists():
-        raise FileNotFoundError(f"{folder}: not a saved INR (needs {CFG_NAME} and {MODEL_NAME})")
-    cfg = json.loads(cfg_path.read_text())
-    net = NetConfig(**cfg["net"])
-    t = load_file(str(model_path), device=str(device))
+    cfg = _read_cfg(folder)
+    model_path = folder / MODEL_NAME
+    try:
+        net = NetConfig(**cfg["net"])
+    except TypeError as e:
+        raise ValueError(f"{folder / CFG_NAME}: bad 'net' entry ({e})") from None
+    try:
+        t = load_file(str(model_path), device=str(device))
+    except Exception as e:  # noqa: BLE001 - safetensors raises its own error types for damaged files
+        raise ValueError(f"{model_path}: not a readable safetensors file ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
     n = net.depth + 1
+    missing = [k for k in [*(f"weight{i}" for i in range(n)), *(f"bias{i}" for i in range(n))] if k not in t]
+    if missing:
+        raise ValueError(f"{model_path}: missing tensors {', '.join(missing[:4])} for a depth-{net.depth} {net.backbone}")
     stack = Stack(net, int(cfg["out_features"]), t.get("fourier"), [t[f"weight{i}"] for i in range(n)], [t[f"bias{i}"] for i in range(n)])
     for p in stack.parameters():
         p.requires_grad_(False)
@@ -116,12 +166,14 @@ def append_row(path: str | os.PathLike, row: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     line = json.dumps(_clean(row), sort_keys=True, default=_json_default, allow_nan=False) + "\n"
     with open(path, "ab") as f:
-        # A previous writer killed mid-line leaves a torn tail; start ours on a fresh line.
+        # A previous writer killed mid-line leaves a torn tail, which readers have been ignoring. Close it with a
+        # marker that keeps it invalid JSON forever (even a whole row that only lacked its newline: it was
+        # already counted as missing and redone), then start ours on a fresh line.
         if f.tell() > 0:
             with open(path, "rb") as r:
                 r.seek(-1, os.SEEK_END)
                 if r.read(1) != b"\n":
-                    f.write(b"\n")
+                    f.write(TORN_MARK)
         f.write(line.encode())
         f.flush()
         os.fsync(f.fileno())
