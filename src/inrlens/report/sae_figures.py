@@ -1,0 +1,142 @@
+"""Figures of the SAE study (SPEC §8): n × k heat maps, atom galleries, health plots, SAE statistics per
+layer and condition, ablation maps. Every function reads arrays or result rows and writes one PNG."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+DIAGNOSTICS = (("psnr_sub", "reconstruction PSNR (dB)"), ("r2", "R²"), ("alive_pct", "alive %"), ("rho", "coverage ρ"))
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig: Any, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    fig.savefig(tmp, dpi=110, bbox_inches="tight")
+    tmp.replace(path)
+    _plt().close(fig)
+    return path
+
+
+def sweep_heatmaps(rows: Sequence[dict[str, Any]], path: str | Path, title: str = "") -> Path:
+    """One row of panels per layer, one column per diagnostic; each panel an n (rows) × k (columns) heat map."""
+    plt = _plt()
+    layers = sorted({int(r["layer"]) for r in rows})
+    ns = sorted({int(r["n"]) for r in rows})
+    ks = sorted({int(r["k"]) for r in rows})
+    fig, axes = plt.subplots(len(layers), len(DIAGNOSTICS), figsize=(3.2 * len(DIAGNOSTICS), 2.6 * len(layers)), squeeze=False)
+    for i, ell in enumerate(layers):
+        for j, (key, label) in enumerate(DIAGNOSTICS):
+            m = np.full((len(ns), len(ks)), np.nan)
+            for r in rows:
+                if int(r["layer"]) == ell and r.get(key) is not None:
+                    m[ns.index(int(r["n"])), ks.index(int(r["k"]))] = float(r[key])
+            ax = axes[i, j]
+            im = ax.imshow(m, cmap="viridis", aspect="auto")
+            for a in range(len(ns)):
+                for b in range(len(ks)):
+                    if np.isfinite(m[a, b]):
+                        ax.text(b, a, f"{m[a, b]:.3g}", ha="center", va="center", fontsize=7, color="w")
+            ax.set_xticks(range(len(ks)), [str(k) for k in ks])
+            ax.set_yticks(range(len(ns)), [str(n) for n in ns])
+            ax.set_xlabel("k")
+            ax.set_ylabel(f"layer {ell}: n")
+            ax.set_title(label, fontsize=9)
+            fig.colorbar(im, ax=ax, fraction=0.046)
+    if title:
+        fig.suptitle(title)
+    return _save(fig, path)
+
+
+def gallery(maps: np.ndarray, atoms: Sequence[int], path: str | Path, title: str = "", cols: int = 8,
+            rates: Sequence[float] | None = None) -> Path:
+    """Atom maps (m, H, W) in rank order plus their mean as the last panel."""
+    plt = _plt()
+    m = maps.shape[0]
+    panels = m + 1
+    rows = math.ceil(panels / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(1.6 * cols, 1.75 * rows), squeeze=False)
+    for a in axes.flat:
+        a.axis("off")
+    for i in range(m):
+        ax = axes.flat[i]
+        ax.imshow(maps[i], cmap="magma")
+        ax.set_title(f"#{atoms[i]}" + (f" ρ={rates[i]:.2f}" if rates is not None else ""), fontsize=7)
+    ax = axes.flat[m]
+    ax.imshow(maps.mean(0), cmap="magma")
+    ax.set_title(f"mean of top {m}", fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    return _save(fig, path)
+
+
+def health(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: str | Path, title: str = "") -> Path:
+    """Firing rate and mean magnitude vs atom rank (atoms sorted by each quantity), one line per condition."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+    for label, (rate, mag) in curves.items():
+        r = np.sort(np.asarray(rate))[::-1]
+        g = np.sort(np.asarray(mag))[::-1]
+        axes[0].plot(np.arange(1, r.size + 1), np.maximum(r, 1e-6), label=label)
+        axes[1].plot(np.arange(1, g.size + 1), np.maximum(g, 1e-9), label=label)
+    for ax, name in zip(axes, ("firing rate", "mean magnitude")):
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("atom rank")
+        ax.set_ylabel(name)
+        ax.legend(fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    return _save(fig, path)
+
+
+def sae_stats(rows: Sequence[dict[str, Any]], path: str | Path, title: str = "") -> Path:
+    """Alive %, ρ and reconstruction PSNR per layer, one line per condition."""
+    plt = _plt()
+    conds: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        conds.setdefault(str(r.get("condition", "?")), []).append(r)
+    keys = (("alive_pct", "alive %"), ("rho", "coverage ρ"), ("psnr_sub", "recon. PSNR (dB)"), ("r2", "R²"))
+    fig, axes = plt.subplots(1, len(keys), figsize=(3.3 * len(keys), 3))
+    for label, rs in conds.items():
+        rs = sorted(rs, key=lambda r: int(r["layer"]))
+        x = [int(r["layer"]) for r in rs]
+        for ax, (key, name) in zip(axes, keys):
+            ax.plot(x, [np.nan if r.get(key) is None else float(r[key]) for r in rs], marker="o", label=label)
+            ax.set_xlabel("layer")
+            ax.set_title(name, fontsize=9)
+    axes[0].legend(fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    return _save(fig, path)
+
+
+def ablation_maps(atom_maps: np.ndarray, err_maps: np.ndarray, atoms: Sequence[int], drops: Sequence[float],
+                  locs: Sequence[float], path: str | Path, title: str = "") -> Path:
+    """For each ablated atom: its map beside the error map |f' − f|."""
+    plt = _plt()
+    a = len(atoms)
+    fig, axes = plt.subplots(a, 2, figsize=(4, 2 * a), squeeze=False)
+    for i in range(a):
+        axes[i, 0].imshow(atom_maps[i], cmap="magma")
+        axes[i, 0].set_title(f"atom #{atoms[i]}", fontsize=7)
+        axes[i, 1].imshow(err_maps[i], cmap="inferno")
+        axes[i, 1].set_title(f"|f'−f|: −{drops[i]:.2f} dB, loc {locs[i]:.2f}", fontsize=7)
+        axes[i, 0].axis("off")
+        axes[i, 1].axis("off")
+    if title:
+        fig.suptitle(title, fontsize=9)
+    return _save(fig, path)
