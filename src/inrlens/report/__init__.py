@@ -1,0 +1,40 @@
+"""Reports: tables, figures and the static HTML atlas, read from saved results (never recomputed)."""
+
+from pathlib import Path as _Path
+
+
+def write_report(run_dir, out=None) -> list[_Path]:
+    """Freeze-study tables (Markdown + LaTeX), figures (PNG + PDF) and summary.json from a run's results.
+
+    run_dir: a sweep folder (its results/ is read) or any folder / file of result JSONL rows.
+    out: where to write (default run_dir/report). Returns the written paths. Raises FileNotFoundError when no
+    fit rows are found.
+    """
+    import json
+
+    from ..store import _clean, atomic_write_bytes, read_rows
+    from . import figures, tables
+
+    run_dir = _Path(run_dir)
+    if not run_dir.exists():
+        raise FileNotFoundError(f"{run_dir}: no such run folder")
+    src = run_dir / "results" if (run_dir / "results").is_dir() else run_dir
+    rows = read_rows(src)
+    summary = tables.summarise(rows)
+    if not summary["table1"]:
+        raise FileNotFoundError(f"{run_dir}: no freeze-sweep result rows found")
+    out = _Path(out) if out is not None else (run_dir if run_dir.is_dir() else run_dir.parent) / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, fn in (("table1", tables.table1), ("predictions", tables.predictions_table), ("per_combination", tables.combo_tables)):
+        for ext, latex in ((".md", False), (".tex", True)):
+            p = out / f"{name}{ext}"
+            atomic_write_bytes(p, fn(summary, latex=latex).encode())
+            written.append(p)
+    p = out / "summary.json"
+    atomic_write_bytes(p, (json.dumps(_clean(summary), indent=1, sort_keys=True) + "\n").encode())
+    written.append(p)
+    for b in dict.fromkeys(r["backbone"] for r in summary["table1"]):
+        written += figures.freeze_sweep(summary, b, out)
+        written += figures.rank_profiles(summary, b, out)
+    return written
