@@ -244,9 +244,13 @@ def train_sae(h: Tensor, cfg: SAEConfig, progress: bool = True, log_every: int =
                 perm, pos = torch.randperm(P, generator=gen), 0
             xb = h[perm[pos : pos + cfg.batch].to(h.device)]
             pos += cfg.batch
-        out = sae(xb)
-        loss = fvu(xb, out.recon)
-        fired = (out.z > cfg.tau).any(0)
+        pre = sae.preact(xb)  # (B, n)
+        codes = Codes(*topk_relu(pre, cfg.k))  # (B, k) each
+        recon = sae.decode_sparse(codes)  # gather-decode: O(B·k·d) instead of the dense O(B·n·d)
+        out = Forward(pre, None, recon)  # type: ignore[arg-type]  # z is not materialised while training
+        loss = fvu(xb, recon)
+        fired = torch.zeros(cfg.n, dtype=torch.bool, device=h.device)
+        fired[codes.indices[codes.values > cfg.tau]] = True
         since_fired = torch.where(fired, torch.zeros_like(since_fired), since_fired + 1)
         dead = since_fired >= cfg.dead_steps
         if cfg.auxk:

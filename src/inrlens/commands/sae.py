@@ -239,6 +239,9 @@ class Atoms:
             print(f"health plot → {p}")
         print(f"SAE statistics → {F.sae_stats(stat_rows, figdir / 'sae_stats.png', 'SAE statistics per layer')}")
         print_table(table, ["condition", "layer", "n", "k", "gallery"], "atom galleries")
+        stat_rows.sort(key=lambda r: (r["layer"], r["condition"], r["n"], r["k"]))
+        print_table(stat_rows, ["layer", "condition", "n", "k", "psnr_inr", "psnr_sub", "r2", "alive_pct", "dead_pct", "rho"],
+                    "SAE diagnostics per layer and condition")
 
 
 @dataclass(frozen=True)
