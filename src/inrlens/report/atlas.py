@@ -197,6 +197,7 @@ def write_atlas(conditions: Sequence[Condition], out_dir: str | Path, title: str
         raise ValueError("atlas: nothing to show (no conditions with atom maps)")
     path = Path(out_dir) / "index.html"
     atomic_write_bytes(path, render(atlas_data(conditions, title)).encode("utf-8"))
+    path.chmod(0o644)  # a page to open in a browser, not a private temp file
     return path
 
 

@@ -1,0 +1,359 @@
+"""``inrlens reproduce``: the whole study in one command, from images to report and atom atlas.
+
+Stages (each resumable; a rerun with ``--resume`` skips what is already on disk)::
+
+    1 sweep      cohorts + freeze-k / no-freeze / random-init fits       RUN/sweep/      (inrlens.grid.run_sweep)
+    2 figures    Table 1, per-combination tables, sweep and rank figures RUN/sweep/report/
+    3 single     single-signal INRs of the decomposed image              RUN/single/<backbone>/
+    4 sae        one TopK SAE per (condition, hidden layer)              RUN/sae/<condition>/
+    5 atoms      atom maps, galleries, health and SAE-statistics plots   RUN/sae/<condition>/saes/*/, RUN/sae/figures/
+    6 ablate     single-atom ablations                                   RUN/sae/<condition>/ablations.jsonl
+    7 report     RUN/report.md, RUN/report.html (findings F1–F5 computed from the results)
+    8 atlas      RUN/atlas/index.html
+
+A preset is a TOML file (``inrlens/presets/demo.toml`` and ``paper.toml``; any path works) with the tables
+[datasets], [sweep], [exec], [sae] and [study] described at the top of ``demo.toml``. The conditions that are
+decomposed are {single, cohort} × backbones: the cohort of ``study.source`` (head ``study.member``) and a
+single-signal INR fitted to that same image.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import threading
+import time
+from dataclasses import dataclass, replace
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import tyro
+from tyro.conf import UseAppendAction
+
+from ..config import DataConfig, TrainConfig, to_dict
+
+STUDY_DEFAULTS: dict[str, Any] = {"source": "", "member": 0, "conditions": ["single", "cohort"], "single_steps": 500, "layers": [],
+                                  "atlas_top": 16, "ablate_top": 10, "ablate_all_layers": False, "ablate_layers": [2]}
+STAGES = ("sweep", "figures", "single", "sae", "atoms", "ablate", "report", "atlas")
+
+
+def load_preset(preset: str) -> tuple[str, dict[str, Any]]:
+    """'demo' | 'paper' | PATH.toml → (name, dict). Unknown tables are refused."""
+    import tomllib
+
+    if preset.endswith(".toml") or "/" in preset or Path(preset).exists():
+        path = Path(preset)
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: no such preset file")
+        text, name = path.read_text(), path.stem
+    else:
+        names = sorted(p.name[:-5] for p in resources.files("inrlens.presets").iterdir() if p.name.endswith(".toml"))
+        if preset not in names:
+            raise ValueError(f"unknown preset {preset!r}; choose {' | '.join(names)} or give a .toml path")
+        text, name = resources.files("inrlens.presets").joinpath(f"{preset}.toml").read_text(), preset
+    try:
+        d = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ValueError(f"preset {preset}: invalid TOML ({e})") from None
+    bad = set(d) - {"datasets", "sweep", "exec", "sae", "study"}
+    if bad:
+        raise ValueError(f"preset {preset}: unknown table(s) {', '.join(sorted(bad))}")
+    study = dict(STUDY_DEFAULTS)
+    unknown = set(d.get("study", {})) - set(study)
+    if unknown:
+        raise ValueError(f"preset {preset}: unknown [study] field(s) {', '.join(sorted(unknown))}")
+    study.update(d.get("study", {}))
+    d["study"] = study
+    return name, d
+
+
+@dataclass
+class Plan:
+    """A preset resolved against the command line: everything the stages need."""
+
+    name: str
+    datasets: dict[str, str]
+    spec: Any  # grid.SweepSpec
+    ex: Any  # grid.ExecSpec
+    sae: Any  # sae.SAEConfig
+    study: dict[str, Any]
+
+
+def make_plan(preset: str, data: tuple[str, ...], cluster: str | None, jobs: int | None, device: str | None) -> Plan:
+    from ..grid import ExecSpec, parse_data, spec_from_dict
+    from ..sae import SAEConfig
+
+    name, d = load_preset(preset)
+    datasets = {str(k): str(v) for k, v in d.get("datasets", {}).items()}
+    if data:
+        datasets.update(parse_data(data))
+    if not datasets:
+        raise ValueError(f"preset {name!r} names no datasets; give them with --data NAME=PATH (e.g. --data celeba=/data/celeba)")
+    sweep = dict(d.get("sweep", {}))
+    sweep["data"] = datasets
+    spec, _ = spec_from_dict(sweep)
+    ex_d = dict(d.get("exec", {}))
+    for k, v in (("cluster", cluster), ("jobs", jobs), ("device", device)):
+        if v is not None:
+            ex_d[k] = v
+    try:
+        ex = ExecSpec(**ex_d)
+    except TypeError as e:
+        raise ValueError(f"preset {name!r}: bad [exec] table ({e})") from None
+    sae_d = d.get("sae", {})
+    bad = set(sae_d) - {f.name for f in dataclasses.fields(SAEConfig)}
+    if bad:
+        raise ValueError(f"preset {name!r}: unknown [sae] field(s) {', '.join(sorted(bad))}")
+    sae = SAEConfig(**sae_d)
+    sae.validate()
+    study = dict(d["study"])
+    study["source"] = study["source"] or next(iter(datasets))
+    if study["source"] not in datasets:
+        raise ValueError(f"[study] source {study['source']!r} is not a dataset ({', '.join(datasets)})")
+    bad_c = set(study["conditions"]) - {"single", "cohort"}
+    if bad_c:
+        raise ValueError(f"[study] conditions must be 'single' and/or 'cohort', got {sorted(bad_c)}")
+    return Plan(name, datasets, spec, ex, sae, study)
+
+
+class _Sweeper:
+    """run_sweep in a thread while the main thread shows a progress bar over the planned fits."""
+
+    def __init__(self, plan: Plan, run: Path):
+        self.plan, self.run, self.result, self.error = plan, run, None, None
+
+    def __call__(self) -> None:
+        from ..grid import run_sweep
+
+        try:
+            self.result = run_sweep(self.plan.spec, self.plan.ex, self.run, log=lambda *a: None)
+        except BaseException as e:  # re-raised in the main thread
+            self.error = e
+
+
+def stage_sweep(plan: Plan, run: Path, bar_factory) -> dict[str, Any]:
+    from ..grid import make_plan as sweep_plan
+    from ..store import done_keys, prepare_run
+
+    sw = prepare_run(run / "sweep", {"cmd": "sweep", "spec": plan.spec}, resume=True)
+    grid_plan = sweep_plan(plan.spec, sw)
+    keys = {f["key"] for f in grid_plan.fits}
+    total = len(keys) + len(grid_plan.cohorts)
+    worker = _Sweeper(plan, sw)
+    t = threading.Thread(target=worker, daemon=True)
+    t.start()
+    with bar_factory(total, "sweep: cohorts + fits") as bar:
+        while t.is_alive():
+            t.join(2.0)
+            res = sw / "results"
+            n_c = sum((Path(c["dir"]) / "model.safetensors").exists() for c in grid_plan.cohorts)
+            n = len(done_keys(res) & keys) + n_c if res.exists() else n_c
+            bar.n = n
+            bar.refresh()
+    if worker.error is not None:
+        raise worker.error
+    summary = worker.result or {}
+    if summary.get("errors"):
+        raise RuntimeError("sweep: " + "; ".join(summary["errors"][:3]) + " (rerun with --resume to retry)")
+    if summary.get("done", 0) < summary.get("fits", 0):
+        raise RuntimeError(f"sweep: {summary['fits'] - summary['done']} fits missing; rerun with --resume")
+    return summary
+
+
+def _cohort_dir(run: Path, source: str, backbone: str) -> Path:
+    return run / "sweep" / "cohorts" / f"{source}_{backbone}"
+
+
+def stage_single(plan: Plan, run: Path, bar_factory) -> dict[str, Path]:
+    """Single-signal INRs of the decomposed image (the cohort's member image), one per backbone."""
+    from ..fit import fit_single
+    from ..grid import net_for
+    from ..samples import resolve
+    from ..store import load_stack, save_stack
+
+    src = plan.study["source"]
+    out: dict[str, Path] = {}
+    todo = [b for b in plan.spec.backbones if "single" in plan.study["conditions"]]
+    with bar_factory(len(todo), "single-signal fits") as bar:
+        for b in todo:
+            folder = run / "single" / b
+            if not (folder / "model.safetensors").exists():
+                _, meta = load_stack(_cohort_dir(run, src, b))
+                image = meta["members"][int(plan.study["member"])]
+                sigs = {s.name: s for s in resolve(plan.datasets[src], plan.spec.images)}
+                sig = sigs[image]
+                res = plan.spec.images.size or max(sig.shape)
+                net = net_for(plan.spec, b, res)
+                train = TrainConfig(steps=int(plan.study["single_steps"]), device=plan.ex.device)
+                stack, fr, mres = fit_single([sig], net, train, (0,), progress=False, with_lpips=False)
+                save_stack(stack, folder, {"regime": "single", "members": [f"{image}@0"], "data": to_dict(plan.spec.images),
+                                           "psnr": [m.psnr for m in mres], "steps_run": fr.steps_run, "seconds": fr.seconds})
+            out[b] = folder
+            bar.update(1)
+    return out
+
+
+def conditions(plan: Plan, run: Path) -> list[tuple[str, Path, Path]]:
+    """(condition name, INR folder, SAE run folder) for every decomposed INR."""
+    out = []
+    for regime in plan.study["conditions"]:
+        for b in plan.spec.backbones:
+            inr = _cohort_dir(run, plan.study["source"], b) if regime == "cohort" else run / "single" / b
+            out.append((f"{regime}-{b}", inr, run / "sae" / f"{regime}-{b}"))
+    return out
+
+
+def stage_sae(plan: Plan, run: Path, bar_factory) -> None:
+    from .sae import Sae
+
+    conds = conditions(plan, run)
+    member = str(plan.study["member"])
+    with bar_factory(len(conds), "SAEs (all layers of each condition)") as bar:
+        for name, inr, out in conds:
+            m = member if name.startswith("cohort") else "0"
+            Sae(inr=inr, images=(plan.datasets[plan.study["source"]],), member=m, layers=tuple(plan.study["layers"]), sae=plan.sae,
+                condition=name, data=plan.spec.images, out=out, device=plan.ex.device, resume=True).run()
+            bar.update(1)
+
+
+def stage_atoms(plan: Plan, run: Path, bar_factory) -> None:
+    from .sae import Atoms
+
+    with bar_factory(1, "atom maps + galleries") as bar:
+        Atoms(runs=tuple(c[2] for c in conditions(plan, run)), top=int(plan.study["atlas_top"]), layers=tuple(plan.study["layers"]),
+              figures=run / "sae" / "figures", device=plan.ex.device).run()
+        bar.update(1)
+
+
+def stage_ablate(plan: Plan, run: Path, bar_factory) -> None:
+    from .sae import Ablate
+
+    conds = conditions(plan, run)
+    with bar_factory(len(conds), "single-atom ablations") as bar:
+        for _, _, out in conds:
+            Ablate(run_dir=out, layers=tuple(plan.study["ablate_layers"]), all_layers=bool(plan.study["ablate_all_layers"]),
+                   top=int(plan.study["ablate_top"]), device=plan.ex.device).run()
+            bar.update(1)
+
+
+def stage_report(plan: Plan, run: Path, meta: dict[str, Any], atlas: Path | None) -> tuple[Path, Path, list[Any]]:
+    from ..report import document
+    from ..store import read_rows
+
+    sweep_rows = read_rows(run / "sweep" / "results") if (run / "sweep" / "results").exists() else []
+    sae_rows, abl_rows, galleries, abl_figs = [], [], [], []
+    for name, _, out in conditions(plan, run):
+        sae_rows += read_rows(out / "results.jsonl") if (out / "results.jsonl").exists() else []
+        abl_rows += read_rows(out / "ablations.jsonl") if (out / "ablations.jsonl").exists() else []
+        for g in sorted((out / "saes").glob("L*/gallery.png")):
+            galleries.append((f"{name} {g.parent.name}", g))
+        for g in sorted((out / "saes").glob("L*/ablation.png")):
+            abl_figs.append((f"{name} {g.parent.name} ablations", g))
+    rep = run / "sweep" / "report"
+    figs = sorted(rep.glob("*.png")) if rep.exists() else []
+    sae_figs = sorted((run / "sae" / "figures").glob("*.png")) if (run / "sae" / "figures").exists() else []
+    md, fs = document.build(run, meta, sweep_rows, sae_rows, abl_rows, figs, sae_figs, galleries, abl_figs, atlas)
+    p_md, p_html = document.write(run, md, f"inrlens report ({plan.name})")
+    return p_md, p_html, fs
+
+
+@dataclass(frozen=True)
+class Reproduce:
+    """The whole study in one command: cohorts, freeze sweep, stable ranks, SAEs, atoms, ablations, report, atlas."""
+
+    preset: str = "demo"
+    """'demo' (built-in sample images, ≤ 10 min on a 2-core CPU), 'paper' (the paper's protocol on --data
+    folders) or the path of a preset .toml (copy one of inrlens/presets/*.toml to start)."""
+    data: UseAppendAction[tuple[str, ...]] = ()
+    """Datasets NAME=PATH (folders, files or sample:NAME); added to / replacing the preset's [datasets]."""
+    out: Path | None = None
+    """Run folder RUN_DIR (default runs/<preset name>): report.md, report.html, atlas/index.html and every stage's files."""
+    resume: bool = False
+    """Continue an interrupted run in RUN_DIR (finished fits, SAEs and models are kept and skipped)."""
+    overwrite: bool = False
+    """Replace the configuration recorded in RUN_DIR (results already there are kept, never deleted)."""
+    cluster: Literal["local", "debug", "slurm"] | None = None
+    """Override the preset's [exec] cluster for the sweep."""
+    jobs: int | None = None
+    """Override the preset's [exec] jobs."""
+    device: str | None = None
+    """Override the preset's [exec] device ('cpu', 'cuda', 'auto')."""
+
+    def run(self) -> None:
+        from tqdm.auto import tqdm
+
+        from ..report.atlas import build_atlas
+        from ..report.document import findings_text
+        from ..store import prepare_run
+
+        plan = make_plan(self.preset, tuple(self.data), self.cluster, self.jobs, self.device)
+        if plan.ex.jobs < 1:
+            raise ValueError("--jobs must be >= 1")
+        run = Path(self.out) if self.out is not None else Path("runs") / plan.name
+        conf = {"cmd": "reproduce", "preset": plan.name, "datasets": plan.datasets, "sweep": plan.spec, "sae": plan.sae, "study": plan.study}
+        if (run / "run.json").exists() and not (self.resume or self.overwrite):
+            from ..store import RunConflict
+
+            raise RunConflict(f"{run}: already holds a reproduce run; use --resume to continue it or --out for a new folder")
+        run = prepare_run(run, conf, self.resume, self.overwrite)
+        t0 = time.time()
+        timings: dict[str, float] = {}
+        overall = tqdm(total=len(STAGES), desc=f"reproduce {plan.name}", position=0, dynamic_ncols=True)
+
+        def bar_factory(total: int, desc: str):
+            return tqdm(total=total, desc=f"  {desc}", position=1, leave=False, dynamic_ncols=True)
+
+        def stage(name: str, fn, *a):
+            overall.set_postfix_str(name)
+            s = time.time()
+            out = fn(*a)
+            timings[name] = time.time() - s
+            overall.update(1)
+            return out
+
+        try:
+            stage("sweep", stage_sweep, plan, run, bar_factory)
+            stage("figures", _figures, run)
+            stage("single", stage_single, plan, run, bar_factory)
+            stage("sae", stage_sae, plan, run, bar_factory)
+            stage("atoms", stage_atoms, plan, run, bar_factory)
+            stage("ablate", stage_ablate, plan, run, bar_factory)
+            s = time.time()
+            overall.set_postfix_str("atlas")
+            atlas = build_atlas([c[2] for c in conditions(plan, run)], run / "atlas", f"inrlens atom atlas ({plan.name})")
+            timings["atlas"] = time.time() - s
+            overall.update(1)
+            timings["total"] = time.time() - t0
+            meta = {"preset": plan.name, "run folder": str(run), "datasets": ", ".join(f"{k}={v}" for k, v in plan.datasets.items()),
+                    "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t0)),
+                    "wall time (this invocation)": f"{timings['total']:.0f} s ("
+                    + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items() if k != "total") + ")",
+                    "width": plan.spec.net.width, "depth": plan.spec.net.depth, "image size": plan.spec.images.size or "native",
+                    "test-time steps": plan.spec.train.steps, "seeds": len(plan.spec.seeds), "test images per target": plan.spec.n_test,
+                    "SAE n, k, steps": f"{plan.sae.n}, {plan.sae.k}, {plan.sae.steps}", "inrlens": _version()}
+            overall.set_postfix_str("report")
+            p_md, p_html, fs = stage_report(plan, run, meta, atlas)
+            overall.update(1)
+        finally:
+            overall.close()
+        from ..store import atomic_write_json
+
+        atomic_write_json(run / "timings.json", timings)
+        print(f"\nreproduce {plan.name}: done in {time.time() - t0:.0f} s → {run}")
+        print(f"  report: {p_md}  {p_html}\n  atlas:  {atlas}\n\nFindings\n{findings_text(fs)}")
+
+
+def _figures(run: Path) -> list[Path]:
+    from ..report import write_report
+
+    return write_report(run / "sweep")
+
+
+def _version() -> str:
+    import inrlens
+
+    return getattr(inrlens, "__version__", "?")
+
+
+__all__ = ["Reproduce", "load_preset", "make_plan", "conditions", "STAGES"]
