@@ -23,6 +23,7 @@ COMMANDS: dict[str, str] = {
     "sweep": "inrlens.commands.study:Sweep",
     "rank": "inrlens.commands.study:Rank",
     "report": "inrlens.commands.study:Report",
+    "reproduce": "inrlens.commands.reproduce:Reproduce",
 }
 
 
