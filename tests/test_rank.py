@@ -91,3 +91,18 @@ def test_rejects_per_member_layers():
         weight_ranks(st)
     # a single INR is fine
     assert len(weight_ranks(Stack.init(NetConfig(width=8, depth=2), 1, [0]))) == 2
+
+
+def test_rank_cli_prints_profile_and_prediction(tmp_path, capsys):
+    from inrlens.cli import main
+    from inrlens.store import save_stack
+
+    cfg = NetConfig(backbone="siren", width=16, depth=3)
+    enc = cohort_stack(cfg, 3, n_heads=2, seed=3).requires_grad_(False)
+    save_stack(enc, tmp_path / "enc", {"grid": [12, 10]})
+    assert main(["rank", str(tmp_path / "enc")]) == 0
+    out = capsys.readouterr().out
+    prof = profile(enc, (12, 10))
+    assert f"k* = argmax sr(W) = {prof.k_w}; argmax sr(H) = {prof.k_h}" in out and "12x10 grid" in out
+    assert f"{prof.sr_w[1]:.4f}" in out
+    assert main(["rank", str(tmp_path / "nothing")]) == 2

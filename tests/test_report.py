@@ -1,0 +1,122 @@
+"""Tables and figures from a results file alone (hand-made rows with hand-computed expectations)."""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+
+import pytest
+
+from inrlens.report import write_report
+from inrlens.report.tables import summarise
+from inrlens.store import append_row
+
+# PSNR offsets per (source, depth); the best k is A: 1, B: 0
+BUMP = {"A": {"none": 0.0, 0: 1.0, 1: 3.0, 2: -2.0}, "B": {"none": 0.0, 0: 2.0, 1: 1.0, 2: 0.5}}
+RANDOM = -5.0
+IMAGES, SEEDS = 3, 2
+
+
+def psnr(bump: float, i: int, s: int, target: str) -> float:
+    return 30.0 + bump + 0.5 * i + 0.1 * s + (1.0 if target == "B" else 0.0)
+
+
+def make_rows(path: Path) -> None:
+    for tgt in ("A", "B"):
+        for i in range(IMAGES):
+            for s in range(SEEDS):
+                for src in ("A", "B"):
+                    for d, b in BUMP[src].items():
+                        append_row(path, {"kind": "fit", "key": f"{src}{tgt}{d}{i}{s}", "backbone": "siren", "source": src,
+                                          "target": tgt, "regime": "transfer", "freeze": None if d == "none" else d,
+                                          "depth": d, "image": f"im{i}", "seed": s, "status": "ok",
+                                          "psnr": psnr(b, i, s, tgt), "ssim": 0.5 + 0.01 * i, "lpips": 0.2})
+                append_row(path, {"kind": "fit", "key": f"R{tgt}{i}{s}", "backbone": "siren", "source": None, "target": tgt,
+                                  "regime": "random", "freeze": None, "depth": "random", "image": f"im{i}", "seed": s,
+                                  "status": "ok", "psnr": psnr(RANDOM, i, s, tgt), "ssim": 0.4, "lpips": None})
+    # a diverged fit is left out of the means; a duplicate key (a resumed writer) is counted once
+    append_row(path, {"kind": "fit", "key": "div", "backbone": "siren", "source": "A", "target": "A", "regime": "transfer",
+                      "freeze": 2, "depth": 2, "image": "im9", "seed": 0, "status": "diverged", "psnr": None, "ssim": None, "lpips": None})
+    append_row(path, {"kind": "fit", "key": "AA100", "backbone": "siren", "source": "A", "target": "A", "regime": "transfer",
+                      "freeze": 1, "depth": 1, "image": "im0", "seed": 0, "status": "ok", "psnr": 99.0, "ssim": 0.0, "lpips": 0.0})
+    for src, sw, sh in (("A", [1.5, 6.0, 4.0], [9.0, 3.0, 2.0]), ("B", [1.5, 5.0, 7.0], [9.5, 3.0, 1.0])):
+        append_row(path.parent / f"cohort-{src}.jsonl", {"kind": "cohort", "key": f"c{src}", "source": src, "backbone": "siren",
+                                                          "sr_w": sw, "sr_h": sh, "k_w": sw.index(max(sw)), "k_h": sh.index(max(sh)),
+                                                          "grid": [16, 16], "psnr_mean": 31.0, "steps_run": 100})
+
+
+def expected(src: str, tgt: str, d) -> tuple[float, float]:
+    b = RANDOM if d == "random" else BUMP[src][d]
+    vals = [psnr(b, i, s, tgt) for i in range(IMAGES) for s in range(SEEDS)]
+    return statistics.mean(vals), statistics.stdev(vals)
+
+
+@pytest.fixture
+def results(tmp_path) -> Path:
+    d = tmp_path / "only_results"
+    d.mkdir()
+    make_rows(d / "fits.jsonl")
+    return d
+
+
+def test_summary_numbers(results):
+    from inrlens.store import read_rows
+
+    s = summarise(read_rows(results))
+    t1 = {(r["source"], r["target"]): r for r in s["table1"]}
+    assert len(t1) == 4
+    for (src, tgt), r in t1.items():
+        assert r["best_k"] == {"A": 1, "B": 0}[src]
+        m, sd = expected(src, tgt, "none")
+        assert r["none"] == pytest.approx(m) and r["none_std"] == pytest.approx(sd)
+        m, sd = expected(src, tgt, r["best_k"])
+        assert r["best"] == pytest.approx(m) and r["best_std"] == pytest.approx(sd)
+        assert r["random"] == pytest.approx(expected(src, tgt, "random")[0])
+        assert r["w_agrees"] == (src == "A") and r["h_agrees"] == (src == "B")
+    stats = s["stats"]
+    assert stats["siren|A|A|2"]["n"] == IMAGES * SEEDS and stats["siren|A|A|2"]["n_bad"] == 1
+    assert stats["siren|A|A|random"]["lpips"] != stats["siren|A|A|random"]["lpips"]  # all-missing LPIPS → NaN
+    preds = {p["source"]: p for p in s["predictions"]}
+    assert preds["A"]["empirical_k"] == 1 and preds["A"]["k_w"] == 1 and preds["A"]["w_agrees"] and not preds["A"]["h_agrees"]
+    assert preds["B"]["empirical_k"] == 0 and preds["B"]["k_w"] == 2 and not preds["B"]["w_agrees"] and preds["B"]["h_agrees"]
+    avg = s["averages"]["siren"]
+    assert avg["none"] == pytest.approx(statistics.mean(expected(a, b, "none")[0] for a in "AB" for b in "AB"))
+
+
+def test_report_files_from_results_alone(results, tmp_path):
+    out = tmp_path / "rep"
+    paths = write_report(results, out)
+    names = {p.name for p in paths}
+    for stem in ("table1", "predictions", "per_combination"):
+        assert {f"{stem}.md", f"{stem}.tex"} <= names
+    for fig in ("freeze_sweep_siren", "stable_rank_siren"):
+        assert (out / f"{fig}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert (out / f"{fig}.pdf").read_bytes()[:5] == b"%PDF-"
+        from PIL import Image
+
+        w, h = Image.open(out / f"{fig}.png").size
+        assert w >= 600 and h >= 300  # readable at paper size (150 dpi)
+    md = (out / "table1.md").read_text()
+    m_best, sd_best = expected("A", "A", 1)
+    assert f"**{m_best:.2f} ± {sd_best:.2f}**" in md  # best-k PSNR bold where it beats no freeze
+    assert "| 1 ✓ |" in md and "| 2 ✗ |" in md
+    tex = (out / "table1.tex").read_text()
+    assert "\\begin{tabular}" in tex and "\\textbf{" in tex and "$\\checkmark$" in tex and "±" not in tex
+    per = (out / "per_combination.md").read_text()
+    assert per.count("| no freeze |") == 4 and per.count("| random init |") == 4
+    assert "| **1** | 6.00 | 3.00 |" in per  # sr(W_1), sr(H_1) of cohort A beside the best row
+    pred = (out / "predictions.md").read_text()
+    assert "agrees in 1/2" in pred and "sr(H) in 1/2" in pred
+    assert json.loads((out / "summary.json").read_text())["n_fits"] == 2 * IMAGES * SEEDS * (2 * 4 + 1) + 1
+
+
+def test_report_cli(results, tmp_path):
+    from inrlens.cli import main
+
+    assert main(["report", str(results), "--out", str(tmp_path / "r")]) == 0
+    assert (tmp_path / "r" / "table1.md").exists()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["report", str(empty)]) == 2
+    assert main(["report", str(tmp_path / "missing")]) == 2
