@@ -88,6 +88,10 @@ def make_plan(preset: str, data: tuple[str, ...], cluster: str | None, jobs: int
     datasets = {str(k): str(v) for k, v in d.get("datasets", {}).items()}
     if data:
         datasets.update(parse_data(data))
+    sae_d = d.get("sae", {})
+    bad = set(sae_d) - {f.name for f in dataclasses.fields(SAEConfig)}
+    if bad:
+        raise ValueError(f"preset {name!r}: unknown [sae] field(s) {', '.join(sorted(bad))}")
     if not datasets:
         raise ValueError(f"preset {name!r} names no datasets; give them with --data NAME=PATH (e.g. --data celeba=/data/celeba)")
     sweep = dict(d.get("sweep", {}))
@@ -101,10 +105,6 @@ def make_plan(preset: str, data: tuple[str, ...], cluster: str | None, jobs: int
         ex = ExecSpec(**ex_d)
     except TypeError as e:
         raise ValueError(f"preset {name!r}: bad [exec] table ({e})") from None
-    sae_d = d.get("sae", {})
-    bad = set(sae_d) - {f.name for f in dataclasses.fields(SAEConfig)}
-    if bad:
-        raise ValueError(f"preset {name!r}: unknown [sae] field(s) {', '.join(sorted(bad))}")
     sae = SAEConfig(**sae_d)
     sae.validate()
     study = dict(d["study"])

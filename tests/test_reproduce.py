@@ -1,0 +1,241 @@
+"""`inrlens reproduce`: presets, the findings logic (against hand-computed values) and a tiny end-to-end run."""
+
+from __future__ import annotations
+
+import json
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from inrlens.cli import main
+from inrlens.commands.reproduce import load_preset, make_plan
+from inrlens.report import document, tables
+
+
+# ------------------------------------------------------------------------------------------- findings
+def _fit(b, s, t, d, psnr, image="a", seed=0):
+    regime = "random" if d == "random" else "transfer"
+    freeze = d if isinstance(d, int) else None
+    return {"kind": "fit", "key": f"{b}{s}{t}{d}{image}{seed}", "backbone": b, "source": None if regime == "random" else s,
+            "target": t, "regime": regime, "freeze": freeze, "depth": d, "image": image, "seed": seed, "psnr": psnr, "ssim": 0.9,
+            "lpips": None, "status": "ok"}
+
+
+def _cohort(b, s, sr_w, sr_h):
+    am = lambda v: max(range(len(v)), key=lambda i: (v[i], -i))  # noqa: E731
+    return {"kind": "cohort", "key": f"c{b}{s}", "source": s, "backbone": b, "sr_w": sr_w, "sr_h": sr_h, "k_w": am(sr_w), "k_h": am(sr_h)}
+
+
+def synthetic_rows():
+    """Two sources × one target × two backbones, depths none/0/1/2/random, two images each.
+
+    SIREN (src A): k=0: 40, k=1: 42, k=2: 41 → best 1 = paper; no-freeze 39. sr(W) argmax 1 ✓, sr(H) argmax 0 ✗.
+    SIREN (src B): best k = 2 (44 vs 43, 30) ✗ paper; sr(W) argmax 2 ✓; sr(H) argmax 2 ✓; no-freeze 45.
+    FFMLP (src A): k=0: 35, 1: 31, 2: 27 → best 0 = paper; sr(W) argmax 0 ✓, sr(H) 1 ✗; no-freeze 34.
+    FFMLP (src B): k=0: 36, 1: 32, 2: 28 → best 0; sr(W) argmax 1 ✗, sr(H) 0 ✓; no-freeze 33.
+    Each depth's two images are value ± 1, so the means are the listed values.
+    """
+    plan = {("siren", "A"): {"none": 39, 0: 40, 1: 42, 2: 41}, ("siren", "B"): {"none": 45, 0: 30, 1: 43, 2: 44},
+            ("ffmlp", "A"): {"none": 34, 0: 35, 1: 31, 2: 27}, ("ffmlp", "B"): {"none": 33, 0: 36, 1: 32, 2: 28}}
+    rows = []
+    for (b, s), per in plan.items():
+        for d, v in per.items():
+            rows += [_fit(b, s, "T", d, v - 1.0, "a"), _fit(b, s, "T", d, v + 1.0, "b")]
+    for b in ("siren", "ffmlp"):
+        rows += [_fit(b, None, "T", "random", 20.0, "a"), _fit(b, None, "T", "random", 22.0, "b")]
+    rows += [_cohort("siren", "A", [1.5, 9.0, 3.0], [8.0, 2.0, 1.0]), _cohort("siren", "B", [1.5, 3.0, 9.0], [1.0, 2.0, 8.0]),
+             _cohort("ffmlp", "A", [9.0, 3.0, 1.0], [1.0, 8.0, 2.0]), _cohort("ffmlp", "B", [3.0, 9.0, 1.0], [8.0, 2.0, 1.0])]
+    return rows
+
+
+def test_findings_f1_f3_from_sweep_rows():
+    s = tables.summarise(synthetic_rows())
+    f1, f2, f3 = document.finding_f1(s), document.finding_f2(s), document.finding_f3(s)
+    # F1: siren 1/2 pairs at k = 1, ffmlp 2/2 at k = 0 → 3/4 → partly
+    assert "siren: best k = paper's k = 1 in 1/2 pairs" in f1.measured
+    assert "ffmlp: best k = paper's k = 0 in 2/2 pairs" in f1.measured
+    assert f1.verdict == "partly agrees"
+    # F2: sr(W) right in siren A, siren B, ffmlp A (3/4); sr(H) in siren B, ffmlp B (2/4)
+    assert "argmax sr(W) = best depth in 3/4, argmax sr(H) in 2/4" in f2.measured
+    assert f2.verdict == "partly agrees"
+    # F3 at k* = argmax sr(W): siren A k*=1 → 42, B k*=2 → 44: mean 43 vs no-freeze (39+45)/2 = 42 → +1.00
+    assert "siren: k* 43.00 vs no-freeze 42.00 dB (gain +1.00 dB over 2 pairs" in f3.measured
+    # ffmlp A k*=0 → 35, B k*=1 → 32: 33.5 vs (34+33)/2 = 33.5 → +0.00
+    assert "ffmlp: k* 33.50 vs no-freeze 33.50 dB (gain +0.00 dB" in f3.measured
+    # siren spread over k ≤ 2: per-depth means over sources 35, 42.5, 42.5 → 7.50; drop k=1→2: 0.00
+    assert "siren spread over k ≤ 2: 7.50 dB, drop from k = 1 to k = 2: 0.00 dB" in f3.measured
+    # ffmlp per-depth means 35.5, 31.5, 27.5 → slope −4.00 dB per layer
+    assert "ffmlp PSNR change per extra frozen layer: -4.00 dB" in f3.measured
+    assert f3.verdict == "agrees"
+
+
+def test_findings_verdicts_change_with_the_data():
+    rows = synthetic_rows()
+    # make every siren pair peak at k = 1 → F1 agrees everywhere
+    for r in rows:
+        if r.get("kind") == "fit" and r["backbone"] == "siren" and r["source"] == "B" and r["freeze"] == 1:
+            r["psnr"] += 5.0
+    s = tables.summarise(rows)
+    assert document.finding_f1(s).verdict == "agrees"
+    # no-freeze far better than k* for both backbones → F3 disagrees
+    for r in rows:
+        if r.get("kind") == "fit" and r["regime"] == "transfer" and r["freeze"] is None:
+            r["psnr"] += 20.0
+    assert document.finding_f3(tables.summarise(rows)).verdict == "disagrees"
+    empty = document.findings(None, [], [])
+    assert [f.verdict for f in empty] == ["not measured"] * 5
+    assert [f.id for f in empty] == ["F1", "F2", "F3", "F4", "F5"]
+
+
+def test_findings_f4_f5_from_sae_and_ablation_rows():
+    sae = []
+    for cond, b, rho, dead in (("cohort-siren", "siren", 0.10, 5.0), ("single-siren", "siren", 0.20, 15.0),
+                               ("cohort-ffmlp", "ffmlp", 0.50, 30.0), ("single-ffmlp", "ffmlp", 0.70, 10.0)):
+        for ell in range(3):
+            # layer 0 must be ignored: give it values that would flip the comparison
+            sae.append({"condition": cond, "backbone": b, "layer": ell, "rho": rho if ell else 0.99, "dead_pct": dead if ell else 99.0})
+    f4 = document.finding_f4(sae)
+    assert "ρ SIREN 0.150 vs FFMLP 0.600 (4 and 4 SAEs)" in f4.measured
+    assert "dead atoms SIREN 10.0 % vs FFMLP 20.0 %" in f4.measured
+    assert f4.verdict == "agrees"
+    abl = [{"condition": "cohort-siren", "layer": 2, "atom": 3, "psnr_drop": 1.5, "region_frac": 0.05, "locality": 1.0},
+           {"condition": "cohort-siren", "layer": 1, "atom": 9, "psnr_drop": 0.5, "region_frac": 0.15, "locality": 1.0},
+           {"condition": "single-ffmlp", "layer": 1, "atom": 7, "psnr_drop": 9.5, "region_frac": 0.9, "locality": 1.0},
+           {"condition": "single-ffmlp", "layer": 2, "atom": 1, "psnr_drop": None, "region_frac": 0.3, "locality": None}]
+    f5 = document.finding_f5(abl, sae)
+    assert "siren: largest drop 1.50 dB (atom 3 at layer 2 of cohort-siren, firing region 5.0 % of the image)" in f5.measured
+    assert "over its 2 ablated atoms mean firing region 10.0 %" in f5.measured
+    assert "ffmlp: largest drop 9.50 dB (atom 7 at layer 1 of single-ffmlp" in f5.measured
+    assert f5.verdict == "agrees"
+    # swap the roles: SIREN drops more and spans more → disagrees
+    for r in abl:
+        r["condition"] = r["condition"].replace("siren", "X").replace("ffmlp", "siren").replace("X", "ffmlp")
+    assert document.finding_f5(abl, []).verdict == "disagrees"
+    assert document.finding_f4(sae[:3]).verdict == "not measured"
+
+
+class _Cells(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.tags: dict[str, int] = {}
+
+    def handle_starttag(self, tag, attrs):
+        self.tags[tag] = self.tags.get(tag, 0) + 1
+
+
+def test_markdown_to_html_subset():
+    md = "# T\n\npara **b** `c` [l](x.html)\n\n| a | b |\n|---|---|\n| 1 | 2 |\n| 3 | <4> |\n\n![fig](f.png)\n\n- i\n- j\n\n```\nx < y\n```\n"
+    out = document.md_to_html(md)
+    p = _Cells()
+    p.feed(out)
+    assert p.tags["h1"] == 1 and p.tags["table"] == 1 and p.tags["th"] == 2 and p.tags["td"] == 4 and p.tags["li"] == 2
+    assert p.tags["img"] == 1 and p.tags["strong"] == 1 and p.tags["code"] == 1 and p.tags["pre"] == 1 and p.tags["a"] == 1
+    assert "&lt;4&gt;" in out and "x &lt; y" in out
+    assert "http" not in out
+
+
+# ------------------------------------------------------------------------------------------- presets
+def test_builtin_presets_load_and_resolve():
+    name, d = load_preset("demo")
+    assert name == "demo" and set(d["datasets"]) == {"photos", "faces", "mri"}
+    plan = make_plan("demo", (), None, None, None)
+    assert plan.spec.net.depth == 5 and plan.spec.images.size == 32 and plan.study["source"] == "photos"
+    paper = make_plan("paper", ("celeba=/x/celeba", "kodak=/x/kodak"), None, None, None)
+    assert paper.spec.net.width == 256 and paper.spec.seeds == (0, 1, 2) and paper.spec.train.steps == 500
+    assert paper.sae.n == 4096 and paper.sae.k == 32 and paper.study["source"] == "celeba"
+    with pytest.raises(ValueError, match="--data NAME=PATH"):
+        make_plan("paper", (), None, None, None)
+    with pytest.raises(ValueError, match="unknown preset"):
+        load_preset("nope")
+
+
+@pytest.mark.parametrize("text,msg", [("[bogus]\nx = 1\n", "unknown table"), ("[study]\nfoo = 1\n", "unknown \\[study\\] field"),
+                                      ("[sweep\n", "invalid TOML"), ("[sae]\nwidth = 3\n", "unknown \\[sae\\] field")])
+def test_bad_preset_is_one_clear_error(tmp_path, capsys, text, msg):
+    p = tmp_path / "bad.toml"
+    p.write_text(text)
+    rc = main(["reproduce", "--preset", str(p), "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and err[0].startswith("inrlens: error:") and re.search(msg, err[0])
+    assert not (tmp_path / "run").exists()
+
+
+# ------------------------------------------------------------------------------------------- end to end
+TINY = """
+[datasets]
+faces = "sample:faces"
+[sweep]
+backbones = ["siren", "ffmlp"]
+depths = ["all"]
+seeds = [0]
+n_cohort = 3
+n_test = 1
+lpips = false
+net = { width = 16, depth = 3, ff_features = 16 }
+cohort_train = { steps = 30, target_psnr = 30.0, lr = 1e-4 }
+train = { steps = 15, lr = 1e-4 }
+images = { size = 16, square = true, channels = "gray" }
+[exec]
+cluster = "debug"
+jobs = 1
+threads = 1
+device = "cpu"
+[sae]
+n = 24
+k = 3
+steps = 20
+batch = 256
+[study]
+single_steps = 20
+atlas_top = 5
+ablate_top = 2
+ablate_all_layers = true
+"""
+
+
+def test_reproduce_end_to_end_and_resume(tmp_path, capsys):
+    from inrlens.report.atlas import collect
+    from inrlens.store import read_rows
+
+    preset = tmp_path / "tiny.toml"
+    preset.write_text(TINY)
+    run = tmp_path / "run"
+    assert main(["reproduce", "--preset", str(preset), "--out", str(run)]) == 0
+    out = capsys.readouterr().out
+    for p in ("report.md", "report.html", "atlas/index.html", "timings.json", "sweep/report/table1.md"):
+        assert (run / p).is_file(), p
+    md = (run / "report.md").read_text()
+    for fid in ("F1", "F2", "F3", "F4", "F5"):
+        assert f"| {fid} |" in md and f"\n{fid} [" in out
+
+    # F1's best k per pair, recomputed here with a plain loop over the fit rows
+    fits = [r for r in read_rows(run / "sweep" / "results") if r.get("kind") == "fit"]
+    assert len(fits) == 2 * 1 * (3 + 2) * 1  # backbones × test images × (k = 0..2, none, random) × seeds
+    for b in ("siren", "ffmlp"):
+        per_k = {}
+        for r in fits:
+            if r["backbone"] == b and r["regime"] == "transfer" and r["freeze"] is not None:
+                per_k.setdefault(r["freeze"], []).append(r["psnr"])
+        best = max(sorted(per_k), key=lambda k: sum(per_k[k]) / len(per_k[k]))
+        assert f"faces→faces k={best}" in md.split(f"{b}: best k")[1].split(";")[0]
+
+    # the atlas shows every condition and layer that has SAEs
+    conds = collect([run / "sae" / c for c in ("single-siren", "single-ffmlp", "cohort-siren", "cohort-ffmlp")])
+    assert sorted(c.name for c in conds) == ["cohort-ffmlp", "cohort-siren", "single-ffmlp", "single-siren"]
+    assert all([lay.layer for lay in c.layers] == [0, 1, 2] and len(c.layers[0].atoms) == 5 for c in conds)
+    assert all(sum(a.psnr_drop is not None for a in lay.atoms) == 2 for c in conds for lay in c.layers)
+    html = (run / "atlas" / "index.html").read_text()
+    data = json.loads(re.search(r'id="atlas-data">(.*?)</script>', html, re.S).group(1))
+    assert [c["name"] for c in data["conditions"]] == [c.name for c in conds]
+
+    # a second run into the same folder without --resume is refused; with --resume nothing is refitted
+    n_rows = len(read_rows(run / "sweep" / "results"))
+    sae_rows = len(read_rows(run / "sae" / "cohort-siren" / "results.jsonl"))
+    assert main(["reproduce", "--preset", str(preset), "--out", str(run)]) == 2
+    assert "--resume" in capsys.readouterr().err
+    assert main(["reproduce", "--preset", str(preset), "--out", str(run), "--resume"]) == 0
+    assert len(read_rows(run / "sweep" / "results")) == n_rows
+    assert len(read_rows(run / "sae" / "cohort-siren" / "results.jsonl")) == sae_rows
+    assert (run / "report.md").read_text().split("## Findings")[1] == md.split("## Findings")[1]
