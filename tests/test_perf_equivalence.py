@@ -35,17 +35,19 @@ def _fit(net: NetConfig, steps: int = 60, seeds=(0, 1), **train_kw):
 
 # ------------------------------------------------------------------------------------------------ linear()
 @pytest.mark.parametrize("fused", [True, False])
+@pytest.mark.parametrize("fan_in", [2, 5])  # narrow input (batched GEMM on the broadcast input) and wide (one GEMM)
 @pytest.mark.parametrize("bh,bw", [(3, 3), (1, 3), (3, 1), (1, 1)])
-def test_linear_matches_per_member_loop(monkeypatch, fused, bh, bw):
+def test_linear_matches_per_member_loop(monkeypatch, fused, bh, bw, fan_in):
     monkeypatch.setattr(nets, "FUSED_BIAS", fused)
     g = torch.Generator().manual_seed(0)
-    h = torch.randn(bh, 20, 5, generator=g)
-    w = torch.randn(bw, 5, 4, generator=g)
+    h = torch.randn(bh, 20, fan_in, generator=g)
+    w = torch.randn(bw, fan_in, 4, generator=g)
     b = torch.randn(bw, 1, 4, generator=g)
     y = linear(h, w, b)
     B = max(bh, bw)
     ref = torch.stack([h[min(i, bh - 1)] @ w[min(i, bw - 1)] + b[min(i, bw - 1)] for i in range(B)])
     assert y.shape == (B, 20, 4)
+    assert y.is_contiguous() or not fused or (bh == 1 and bw > 1 and fan_in > 4)  # one-GEMM path: a permuted view
     torch.testing.assert_close(y, ref, rtol=1e-5, atol=1e-5)
 
 

@@ -34,7 +34,8 @@ FOLD_OMEGA: bool = os.environ.get("INRLENS_FOLD_OMEGA", "1") != "0"
 """SIREN: multiply ω₀ into the (in, out) weight and bias inside the forward, instead of the (P, out) pre-activation;
 saves one elementwise pass forward and one backward per layer. The stored parameters keep their meaning."""
 FUSED_BIAS: bool = os.environ.get("INRLENS_FUSED_BIAS", "1") != "0"
-"""Add the bias inside the GEMM (addmm) on the broadcast paths of :func:`linear` instead of a separate pass."""
+"""Add the bias inside the GEMM (addmm) on the broadcast paths of :func:`linear` instead of a separate pass, and
+run a narrow shared input (SIREN's 2-d coordinates) as a batched GEMM so that its output stays contiguous."""
 
 
 class Init(NamedTuple):
@@ -88,9 +89,15 @@ def linear(h: Tensor, w: Tensor, b: Tensor) -> Tensor:
     bh, bw = h.shape[0], w.shape[0]
     if bh == bw:
         return torch.baddbmm(b, h, w)
-    if bh == 1:  # shared input, B weights: (P,in)@(in,B*out)
+    if bh == 1:  # shared input, B weights
         p, fan_in = h.shape[1], h.shape[2]
         out = w.shape[2]
+        if FUSED_BIAS and fan_in <= out:
+            # narrow input (SIREN's layer 0: in = 2): a batched GEMM on the broadcast input gives a contiguous
+            # (B, P, out) result; the one-GEMM path below would leave it permuted, and every later layer and its
+            # backward would pay a copy of (B, P, out) to make it contiguous again.
+            return torch.baddbmm(b, h.expand(bw, p, fan_in), w)
+        # wide input (cohort heads on the shared encoder output): one GEMM (P,in)@(in,B*out)
         flat = w.permute(1, 0, 2).reshape(fan_in, bw * out)  # (in, B*out), column j = member j // out
         if FUSED_BIAS:
             y = torch.addmm(b.permute(1, 0, 2).reshape(1, bw * out), h[0], flat)  # (P, B*out)
