@@ -235,3 +235,51 @@ def test_sweep_refuses_other_spec_and_bad_input(sets, tmp_path):
     assert main(["sweep", "--out", str(tmp_path / "t"), "--data", "x=/nonexistent/folder"]) == 2
     assert main(["sweep", "--out", str(tmp_path / "u"), "--data", f"rgb={sets['rgb']}", "--sources", "nope"]) == 2
     assert main(["sweep", "--out", str(tmp_path / "v"), "--data", f"rgb={sets['rgb']}", "--n-cohort", "5"]) == 2
+
+
+def _descendants(pid: int) -> list[int]:
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        kids = subprocess.run(["ps", "-o", "pid=", "--ppid", str(p)], capture_output=True, text=True).stdout.split()
+        out += [int(k) for k in kids]
+        todo += [int(k) for k in kids]
+    return out
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def test_local_sweep_worker_killed_then_rerun(sets, tmp_path):
+    """SIGKILL to one worker process only: the driver reports the failed job (non-zero exit, one error line per
+    job), keeps what the others wrote, and a rerun fills exactly the missing keys."""
+    out = tmp_path / "sweep"
+    n = expected_fits(2, 2, 1, 2, 2, 2)
+    args = sweep_args(sets, out, "local", ("--max-members", "1", "--no-report"))
+    p = _cli(args, start_new_session=True)
+    deadline = time.time() + 300
+    victim = None
+    while time.time() < deadline and p.poll() is None and victim is None:
+        rows = [r for r in read_rows(out / "results") if r.get("kind") == "fit"] if (out / "results").exists() else []
+        if len(rows) >= 2:
+            workers = [c for c in _descendants(p.pid) if "submitit.core._submit" in _cmdline(c)]
+            if workers:
+                victim = workers[0]
+                os.kill(victim, signal.SIGKILL)
+                break
+        time.sleep(0.2)
+    try:
+        log, _ = p.communicate(timeout=600)
+    finally:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+    assert victim is not None, f"no worker to kill: {log}"
+    assert p.returncode != 0 and "failed" in log, log
+    p2 = _cli(args)
+    log2, _ = p2.communicate(timeout=600)
+    assert p2.returncode == 0, log2
+    check_complete(out, n)

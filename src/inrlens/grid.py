@@ -284,11 +284,12 @@ def _auto_cap(spec: SweepSpec, f: dict[str, Any], limit: int = 64) -> int:
     return max(1, min(limit, members_per_chunk(net, h * w, f["channels"], start, device="cpu")))
 
 
-def deal(chunks: Sequence[list[dict[str, Any]]], jobs: int) -> list[list[list[dict[str, Any]]]]:
-    """Deal chunks into ≤ jobs lists of roughly equal cost (greedy longest-first on members × trainable depth)."""
+def deal(chunks: Sequence[list[dict[str, Any]]], jobs: int, depth: int = 5) -> list[list[list[dict[str, Any]]]]:
+    """Deal chunks into ≤ jobs lists of roughly equal cost (greedy longest-first on members × pixels × trainable
+    layers; a freeze-k fit trains layers k+1..L, the frozen prefix being cached)."""
     def cost(c: list[dict[str, Any]]) -> float:
         f = c[0]
-        trainable = 6 if f["freeze"] is None else 5 - f["freeze"]
+        trainable = depth + 1 if f["freeze"] is None else max(1, depth - f["freeze"])
         return len(c) * f["shape"][0] * f["shape"][1] * trainable
 
     bins: list[list[list[dict[str, Any]]]] = [[] for _ in range(max(1, min(jobs, len(chunks))))]
@@ -505,7 +506,7 @@ def run_sweep(spec: SweepSpec, ex: ExecSpec, run_dir: Path, log=print) -> dict[s
     done = done_keys(results)
     todo = [f for f in plan.fits if f["key"] not in done]
     chunks = chunk_fits(todo, ex.max_members, spec)
-    packs = deal(chunks, ex.jobs)
+    packs = deal(chunks, ex.jobs, spec.net.depth)
     log(f"sweep: {len(plan.fits) - len(todo)} fits already done, {len(todo)} to run in {len(chunks)} chunks over {len(packs)} jobs ({ex.cluster})")
     if packs:
         exe = make_executor(ex, run_dir / "submitit", "inrlens-sweep")
