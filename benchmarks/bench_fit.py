@@ -31,7 +31,27 @@ from inrlens.data import grid
 from inrlens.fit import Group, resolve_device, runtime_info, set_precision, train
 from inrlens.metrics import psnr_from_pm1_mse
 from inrlens.nets import Stack, draw_init, layer_dims
-from inrlens import samples
+from inrlens import nets, samples
+from contextlib import contextmanager
+from dataclasses import replace
+
+VARIANTS = {"fold_omega off": {"FOLD_OMEGA": False}, "fused_bias off": {"FUSED_BIAS": False},
+            "fused_adam off": {"fused_adam": False},
+            "all off": {"FOLD_OMEGA": False, "FUSED_BIAS": False, "fused_adam": False}}
+"""Engine variants timed with --variants: each speed-up of nets/fit switched off (one at a time, then all)."""
+
+
+@contextmanager
+def switched(switches: dict):
+    """Temporarily set the nets module switches named in ``switches`` (upper-case keys)."""
+    old = {k: getattr(nets, k) for k in switches if k.isupper()}
+    try:
+        for k in old:
+            setattr(nets, k, switches[k])
+        yield
+    finally:
+        for k, v in old.items():
+            setattr(nets, k, v)
 
 # Stated peaks (dense, TFLOP/s) used for the utilisation figure; override with --peak-tflops.
 PEAKS = {"H100": (67.0, 495.0), "H200": (67.0, 495.0), "A100": (19.5, 156.0), "L40S": (91.6, 183.0)}
@@ -165,6 +185,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--threads", type=int, default=0, help="torch threads; 0 = leave as is")
     ap.add_argument("--peak-tflops", type=float, default=None, help="stated peak for the utilisation figure")
     ap.add_argument("--no-reference", action="store_true", help="time the engine only (large sizes)")
+    ap.add_argument("--variants", action="store_true",
+                    help="also time the engine with each speed-up switched off (fold_omega, fused_bias, fused_adam, all)")
     ap.add_argument("--json", default="", help="also append the figures as one JSON line to this file")
     a = ap.parse_args(argv)
     if a.threads:
@@ -185,6 +207,9 @@ def main(argv: list[str] | None = None) -> dict:
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     ref_t, eng_t, ref_c, eng_c, ref_p, eng_p = [], [], [], [], None, None
+    var_t: dict[str, list[float]] = {}
+    var_c: dict[str, list[float]] = {}
+    var_p: dict[str, float] = {}
     # warm-up at the timed chunk shape (allocator, kernels, and torch.compile's static-shape compile)
     engine_fit(cfg, coords, targets[:chunk], seeds[:chunk], 2, lr, device, tcfg, chunk)
     for _ in range(a.repeats):
@@ -195,6 +220,14 @@ def main(argv: list[str] | None = None) -> dict:
         s, c, eng_p = engine_fit(cfg, coords, targets, seeds, a.steps, lr, device, tcfg, chunk)
         eng_t.append(s)
         eng_c.append(c)
+        if a.variants:
+            for name, switches in VARIANTS.items():
+                with switched(switches):
+                    s, c, p = engine_fit(cfg, coords, targets, seeds, a.steps, lr, device,
+                                         replace(tcfg, fused_adam=switches.get("fused_adam", tcfg.fused_adam)), chunk)
+                var_t.setdefault(name, []).append(s)
+                var_c.setdefault(name, []).append(c)
+                var_p[name] = max(abs(x - y) for x, y in zip(p, eng_p))
     model_steps = a.batch * a.steps
     flops = flops_per_model_step(cfg, coords.shape[0], a.channels) * model_steps
     peak = peak_tflops(device, a.tf32, a.peak_tflops)
@@ -216,6 +249,11 @@ def main(argv: list[str] | None = None) -> dict:
                     "reference_tflops": flops / ref_med / 1e12, "speedup": ref_med / eng_med,
                     "reference_psnr_mean": statistics.fmean(ref_p),
                     "psnr_diff_max_db": max(abs(x - y) for x, y in zip(eng_p, ref_p))})
+    if var_t:
+        res["variants"] = {n: {"seconds": var_t[n], "cpu_seconds": var_c[n],
+                               "slowdown_wall": statistics.median(var_t[n]) / eng_med,
+                               "slowdown_cpu": statistics.median(var_c[n]) / statistics.median(eng_c),
+                               "psnr_diff_max_db": var_p[n]} for n in var_t}
     res["peak_memory_mib"] = (torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda"
                               else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     res["peak_memory_kind"] = "cuda max_memory_allocated" if device.type == "cuda" else "process max RSS"
@@ -242,6 +280,9 @@ def print_summary(r: dict) -> None:
               f"engine {statistics.median(r['engine_cpu_seconds']):.2f})")
     print(f"  engine         : {r['engine_tflops'] * 1e3:.2f} GFLOP/s matmul = {100 * r['engine_utilisation']:.1f} % of "
           f"a stated {r['peak_tflops']} TFLOP/s peak;  peak memory {r['peak_memory_mib']:.0f} MiB ({r['peak_memory_kind']})")
+    for n, v in r.get("variants", {}).items():
+        print(f"  engine, {n:15}: {v['slowdown_wall']:.2f}× the engine's wall time, {v['slowdown_cpu']:.2f}× its CPU time; "
+              f"final PSNR max |diff| {v['psnr_diff_max_db']:.4f} dB")
     if "speedup" in r:
         print(f"  final PSNR     : engine {r['engine_psnr_mean']:.3f} dB, reference {r['reference_psnr_mean']:.3f} dB, "
               f"max |diff| {r['psnr_diff_max_db']:.4f} dB")
