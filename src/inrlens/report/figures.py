@@ -109,13 +109,13 @@ def rank_profiles(summary: dict[str, Any], backbone: str, out_dir: Path) -> list
         ax2.axvline(p["k_h"], color="tab:orange", ls=":", lw=1.2)
         ax.set_xticks(x)
         ax.set_xlabel("layer ℓ")
-        ax.set_ylabel("sr(W_ℓ)", color="tab:blue")
-        ax2.set_ylabel("sr(H_ℓ)", color="tab:orange")
+        ax.set_ylabel(r"sr($W_\ell$)", color="tab:blue")
+        ax2.set_ylabel(r"sr($H_\ell$)", color="tab:orange")
         emp = "n/a" if p["empirical_k"] is None else p["empirical_k"]
-        ax.set_title(f"{p['source']}: k*_W={p['k_w']}, k*_H={p['k_h']}, best={emp}")
-        if ax is axes[0][0]:
-            handles = l1 + l2 + [plt.Rectangle((0, 0), 1, 1, color="0.85")]
-            ax.legend(handles, ["sr(W) (dashed: argmax)", "sr(H) (dotted: argmax)", "empirical best k"], frameon=False, loc="upper right")
+        ax.set_title(f"{p['source']}: " + r"$k^*_W$" + f"={p['k_w']}, " + r"$k^*_H$" + f"={p['k_h']}, best k={emp}")
+        handles = l1 + l2 + [plt.Rectangle((0, 0), 1, 1, color="0.85")]
+    fig.legend(handles, [r"sr($W_\ell$) (dashed: argmax = predicted $k^*$)", r"sr($H_\ell$) (dotted: argmax)", "empirical best k"],
+               frameon=False, loc="lower center", ncol=3, bbox_to_anchor=(0.5, -0.06))
     grid = preds[0].get("grid")
     note = f"; sr(H) on the cohort's {grid[0]}×{grid[1]} grid" if grid else ""
     fig.suptitle(f"{backbone.upper()}: stable-rank profiles of the cohort encoders{note}", fontsize=9)
