@@ -37,8 +37,9 @@ from dataclasses import replace
 
 VARIANTS = {"fold_omega off": {"FOLD_OMEGA": False}, "fused_bias off": {"FUSED_BIAS": False},
             "fused_adam off": {"fused_adam": False},
-            "all off": {"FOLD_OMEGA": False, "FUSED_BIAS": False, "fused_adam": False}}
-"""Engine variants timed with --variants: each speed-up of nets/fit switched off (one at a time, then all)."""
+            "all off": {"FOLD_OMEGA": False, "FUSED_BIAS": False, "fused_adam": False}, "compile toggled": {"compile": None}}
+"""Engine variants timed with --variants: each speed-up of nets/fit switched off (one at a time, then all), and
+torch.compile switched to the opposite of --compile."""
 
 
 @contextmanager
@@ -121,7 +122,7 @@ def engine_fit(cfg: NetConfig, coords: torch.Tensor, targets: torch.Tensor, seed
         t0, c0 = time.perf_counter(), time.process_time()
         stack = Stack.init(cfg, targets.shape[-1], [seeds[i] for i in ids]).to(device)
         group = Group(coords, targets[ids], list(range(len(ids))), (0, 0))
-        train(stack, [group], tcfg, start=0, lr=lr, progress=False)
+        train(stack, [group], replace(tcfg, steps=steps, log_every=steps), start=0, lr=lr, progress=False)
         sync(device)
         seconds += time.perf_counter() - t0
         cpu += time.process_time() - c0
@@ -212,6 +213,8 @@ def main(argv: list[str] | None = None) -> dict:
     var_p: dict[str, float] = {}
     # warm-up at the timed chunk shape (allocator, kernels, and torch.compile's static-shape compile)
     engine_fit(cfg, coords, targets[:chunk], seeds[:chunk], 2, lr, device, tcfg, chunk)
+    if a.variants:  # the compile-toggled variant compiles (or not) on its own first call
+        engine_fit(cfg, coords, targets[:chunk], seeds[:chunk], 2, lr, device, replace(tcfg, compile=not tcfg.compile), chunk)
     for _ in range(a.repeats):
         if not a.no_reference:
             s, c, ref_p = reference_fit(cfg, coords, targets, seeds, a.steps, lr, device)
@@ -224,7 +227,8 @@ def main(argv: list[str] | None = None) -> dict:
             for name, switches in VARIANTS.items():
                 with switched(switches):
                     s, c, p = engine_fit(cfg, coords, targets, seeds, a.steps, lr, device,
-                                         replace(tcfg, fused_adam=switches.get("fused_adam", tcfg.fused_adam)), chunk)
+                                         replace(tcfg, fused_adam=switches.get("fused_adam", tcfg.fused_adam),
+                                                 compile=(not tcfg.compile) if "compile" in switches else tcfg.compile), chunk)
                 var_t.setdefault(name, []).append(s)
                 var_c.setdefault(name, []).append(c)
                 var_p[name] = max(abs(x - y) for x, y in zip(p, eng_p))
