@@ -14,7 +14,7 @@ from ..config import DataConfig, NetConfig, TrainConfig, config_hash, to_dict
 from ..data import Signal, group_by_shape
 from ..fit import MemberResult, fit_cohort, fit_single, fit_transfer, resolve_device, runtime_info
 from ..samples import resolve
-from ..store import append_row, done_keys, load_stack, prepare_run, save_stack
+from ..store import append_row, checkpoint_ready, done_keys, load_stack, prepare_run, save_stack
 
 Positional = tyro.conf.Positional
 
@@ -94,7 +94,8 @@ class Fit:
             h, w = group[0].shape
             save_stack(stack, out / "models" / f"{h}x{w}", {"regime": "single", "members": [f"{r.image}@{r.seed}" for r in res]})
             for row in _rows(res, base, fr.seconds):
-                append_row(out / "results.jsonl", row)
+                if row["key"] not in done:  # a group refitted after a kill between its rows: no key twice
+                    append_row(out / "results.jsonl", row)
                 rows.append(row)
         print_table(rows, ["image", "seed", "psnr", "ssim", "lpips", "status"], f"single {self.net.backbone} fits, {time.perf_counter() - t0:.1f} s → {out}")
 
@@ -130,7 +131,8 @@ class Cohort:
         conf = {"cmd": "cohort", "n": self.n, "split_seed": self.split_seed, "seed": self.seed, "net": self.net,
                 "train": self.train, "data": self.data, "images": [s.name for s in cohort]}
         out = prepare_run(self.out, conf, self.resume, self.overwrite)
-        if self.resume and (out / "model.safetensors").exists():
+        done = done_keys(out / "results.jsonl")
+        if self.resume and checkpoint_ready(out) and len(done) >= len(cohort):  # complete pair + every head's row
             print(f"{out}: cohort already trained; nothing to do")
             return
         stack, fr, res = fit_cohort(cohort, self.net, self.train, self.seed)
@@ -141,7 +143,8 @@ class Cohort:
                 "train": to_dict(self.train), "runtime": runtime_info(dev, self.train), "steps_run": fr.steps_run}
         rows = _rows(res, base, fr.seconds)
         for row in rows:
-            append_row(out / "results.jsonl", row)
+            if row["key"] not in done:
+                append_row(out / "results.jsonl", row)
         mean = sum(r.psnr for r in res) / len(res)
         print_table(rows, ["image", "psnr", "ssim", "status"],
                     f"cohort {self.net.backbone}: {len(res)} heads, {fr.steps_run} steps, {fr.seconds:.1f} s, mean PSNR {mean:.2f} dB → {out}")
@@ -200,12 +203,13 @@ class Transfer:
 
             sigs = harmonise_channels(sigs, "rgb" if encoder.out_features == 3 else "gray")
         conf = {"cmd": "transfer", "encoder": str(self.encoder), "train": self.train, "data": self.data, "seeds": self.seeds}
+        depths = self.depths(encoder.cfg.depth)  # a bad depth fails before the run folder is touched
         out = prepare_run(self.out, conf, self.resume, self.overwrite)
         done = done_keys(out / "results.jsonl")
         dev = resolve_device(self.train.device)
         chash = config_hash(conf)
         rows = []
-        for k in self.depths(encoder.cfg.depth):
+        for k in depths:
             regime = "random" if k == "random" else "transfer"
             freeze = None if k == "random" else k
             for group in _by_shape(sigs):
@@ -220,7 +224,8 @@ class Transfer:
                 base = {"regime": regime, "freeze": freeze, "config": chash, "net": to_dict(encoder.cfg),
                         "train": to_dict(self.train), "runtime": runtime_info(dev, self.train), "encoder": str(self.encoder)}
                 for row in _rows(res, base, fr.seconds):
-                    append_row(out / "results.jsonl", row)
+                    if row["key"] not in done:  # a group refitted after a kill between its rows: no key twice
+                        append_row(out / "results.jsonl", row)
                     rows.append(row)
         summary = _summarise(rows)
         print_table(summary, ["depth", "n", "psnr", "psnr_std", "ssim", "lpips"], f"transfer from {self.encoder} → {out}")
