@@ -182,3 +182,72 @@ def test_sigkill_between_checkpoint_files_then_resume(tmp_path):
     before = (out / "results.jsonl").read_bytes()
     finish(cli([*args, "--out", str(out), "--resume"]))
     assert (out / "results.jsonl").read_bytes() == before
+
+
+# ------------------------------------------------------------------------------------------------ sweep
+# `inrlens sweep` with the in-process debug executor, SIGKILLed in the middle of its N-th fit row. The spec's
+# random-init baseline uses lr 1e12, so those fits diverge: they must be recorded as 'diverged' while every
+# transfer fit of the same sweep carries on and finishes 'ok'.
+TORN_SWEEP = textwrap.dedent("""
+    import json, os, signal, sys
+    from inrlens import store
+    KILL_AT = int(os.environ["INRLENS_KILL_AT_ROW"])
+    real, calls = store.append_row, [0]
+
+    def append_row(path, row):
+        if row.get("kind") == "fit":
+            calls[0] += 1
+            if calls[0] == KILL_AT:
+                line = json.dumps(store._clean(row), sort_keys=True, default=store._json_default).encode() + b"\\n"
+                with open(path, "ab") as f:
+                    f.write(line[: len(line) // 3])
+                    f.flush()
+                    os.fsync(f.fileno())
+                os.kill(os.getpid(), signal.SIGKILL)
+        real(path, row)
+
+    store.append_row = append_row
+    from inrlens.cli import main
+    sys.exit(main(sys.argv[1:]))
+""")
+
+
+def sweep_args(out: Path) -> list[str]:
+    # 2 test images × 2 seeds × (none, k=0, random) = 12 fits in 3 stacks of 4
+    return ["sweep", "--out", str(out), "--data", "faces=sample:faces", "--backbones", "siren", "--depths", "none", "0", "random",
+            "--seeds", "0", "1", "--n-cohort", "3", "--n-test", "2", "--net.width", "16", "--net.depth", "3",
+            "--cohort-train.steps", "20", "--train.steps", "40", "--random-lr", "1e12", "--images.size", "16", "--no-lpips",
+            "--cluster", "debug", "--jobs", "1", "--no-report"]
+
+
+def fit_rows(out: Path) -> dict[str, dict]:
+    rows = [r for r in (row for f in sorted((out / "results").glob("fits-*.jsonl")) for row in iter_rows(f))]
+    keys = [r["key"] for r in rows]
+    assert len(keys) == len(set(keys)), "a key was written twice"
+    return {r["key"]: r for r in rows}
+
+
+def test_sweep_sigkill_mid_row_resumes_identically_and_divergence_carries_on(tmp_path):
+    ref_dir = tmp_path / "ref"
+    p = subprocess.run([sys.executable, "-m", "inrlens.cli", *sweep_args(ref_dir)], env=ENV, capture_output=True, timeout=600)
+    assert p.returncode == 0, p.stderr.decode()[-2000:]
+    ref = fit_rows(ref_dir)
+    assert len(ref) == 12
+    status = {(r["depth"], r["status"]) for r in ref.values()}
+    assert status == {("none", "ok"), (0, "ok"), ("random", "diverged")}, status
+    assert all(r["psnr"] is None for r in ref.values() if r["status"] == "diverged")
+
+    out = tmp_path / "sweep"
+    script = tmp_path / "torn_sweep.py"
+    script.write_text(TORN_SWEEP)
+    p = subprocess.run([sys.executable, str(script), *sweep_args(out)], env=dict(ENV, INRLENS_KILL_AT_ROW="6"),
+                       capture_output=True, timeout=600)
+    assert p.returncode == -signal.SIGKILL, p.stderr.decode()[-2000:]
+    files = sorted((out / "results").glob("fits-*.jsonl"))
+    torn = files[0].read_bytes()
+    assert len(files) == 1 and not torn.endswith(b"\n") and torn.count(b"\n") == 5
+    assert len(fit_rows(out)) == 5  # the torn third of row 6 is not a row
+    p = subprocess.run([sys.executable, "-m", "inrlens.cli", *sweep_args(out)], env=ENV, capture_output=True, timeout=600)
+    assert p.returncode == 0, p.stderr.decode()[-2000:]
+    assert files[0].read_bytes() == torn  # the rerun writes a new file; the killed job's file is left as it was
+    same_numbers(fit_rows(out), ref)
