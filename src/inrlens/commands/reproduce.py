@@ -297,6 +297,12 @@ class Reproduce:
 
             raise RunConflict(f"{run}: already holds a reproduce run; use --resume to continue it or --out for a new folder")
         run = prepare_run(run, conf, self.resume, self.overwrite)
+        if plan.ex.device == "cpu" or (plan.ex.device == "auto" and not _cuda()):
+            # The in-process stages (single fits, SAEs, ablations) use the sweep jobs' thread count: small
+            # networks gain nothing from more threads, and oversubscribed threads on a shared machine stall.
+            import torch
+
+            torch.set_num_threads(max(1, int(plan.ex.threads)))
         t0 = time.time()
         timings: dict[str, float] = {}
         overall = tqdm(total=len(STAGES), desc=f"reproduce {plan.name}", position=0, dynamic_ncols=True)
@@ -348,6 +354,12 @@ def _figures(run: Path) -> list[Path]:
     from ..report import write_report
 
     return write_report(run / "sweep")
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def _version() -> str:
