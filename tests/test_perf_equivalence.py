@@ -133,6 +133,29 @@ def test_chunking_one_vs_eight_members_identical():
             torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("net", [SIREN, FFMLP], ids=["siren", "ffmlp"])
+def test_fit_single_and_transfer_chunked_equal_unchunked(net):
+    """fit_single / fit_transfer with chunk=1 or 3 (stacks trained one after another, results concatenated) equal
+    one stack of all 4 members: parameters, curves and metrics."""
+    sig = tiny_signals(2, 16)
+    cfg = TrainConfig(steps=8, log_every=4, device="cpu")
+    enc, _, _ = fit_cohort(sig, net, TrainConfig(steps=3, log_every=3, device="cpu"), progress=False)
+    for run in (lambda c: fit_single(sig, net, cfg, seeds=(0, 1), progress=False, with_lpips=False, chunk=c),
+                lambda c: fit_transfer(enc, sig, 1, cfg, seeds=(0, 1), progress=False, with_lpips=False, chunk=c)):
+        s_all, fr_all, r_all = run(None)
+        assert s_all.members == 4
+        for c in (1, 3):
+            s, fr, r = run(c)
+            assert [p.shape for p in s.parameters()] == [p.shape for p in s_all.parameters()]
+            for a, b in zip(s.parameters(), s_all.parameters()):
+                torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+            torch.testing.assert_close(fr.curve, fr_all.curve, rtol=1e-4, atol=1e-3)
+            assert [(x.image, x.seed) for x in r] == [(x.image, x.seed) for x in r_all]
+            assert all(abs(x.psnr - y.psnr) < PSNR_TOL for x, y in zip(r, r_all))
+    with pytest.raises(ValueError, match="chunk"):
+        fit_single(sig, net, cfg, chunk=0, progress=False)
+
+
 def test_cohort_encoder_once_equals_per_head_encoder():
     """The shared-input GEMM (encoder computed once for all heads) equals running the encoder per head."""
     stack = cohort_stack(SIREN, 3, 4, seed=1)

@@ -297,18 +297,73 @@ def _check_same_shape(signals: Sequence[Signal], what: str) -> None:
         raise ValueError(f"{what}: signals mix {sorted(chans)} channels; harmonise them first")
 
 
+def _chunk_size(net: NetConfig, signal: Signal, start: int, device: torch.device, n: int, chunk: int | None) -> int:
+    """Members per stack: ``chunk`` when given, else as many as fit the memory budget (never OOM by default)."""
+    if chunk is not None:
+        if chunk < 1:
+            raise ValueError(f"chunk must be >= 1, got {chunk}")
+        return int(chunk)
+    from .memory import members_per_chunk
+
+    h, w = signal.shape
+    return min(n, members_per_chunk(net, h * w, signal.channels, start, device=device))
+
+
+def _chunk_group(signals: Sequence[Signal], ids: Sequence[int], repeats: int, device: torch.device) -> Group:
+    """One Group for members ``ids`` (member m is signal m // repeats) of same-shape signals."""
+    shape = signals[0].shape
+    tg = torch.stack([signals[m // repeats].targets() for m in ids]).to(device)  # (B_chunk, P, C)
+    return Group(grid(*shape, device=device), tg, list(range(len(ids))), shape)
+
+
+def _merge(parts: list[tuple[Stack, FitResult, list[MemberResult]]], shared: set[int]) -> tuple[Stack, FitResult, list[MemberResult]]:
+    """Concatenate chunk results along the member axis; layers in ``shared`` (frozen, B_ℓ = 1) come from chunk 0."""
+    if len(parts) == 1:
+        return parts[0]
+    stacks = [p[0] for p in parts]
+    s0 = stacks[0]
+    cat = lambda ts: torch.cat([t.detach() for t in ts])  # noqa: E731
+    ws = [s0.weights[ell].detach() if ell in shared else cat([s.weights[ell] for s in stacks]) for ell in range(s0.depth + 1)]
+    bs = [s0.biases[ell].detach() if ell in shared else cat([s.biases[ell] for s in stacks]) for ell in range(s0.depth + 1)]
+    fourier = None if s0.fourier is None else (s0.fourier if -1 in shared else cat([s.fourier for s in stacks]))
+    stack = Stack(s0.cfg, s0.out_features, fourier, ws, bs)
+    for p in stack.parameters():
+        p.requires_grad_(False)
+    frs = [p[1] for p in parts]
+    steps = max((f.steps for f in frs), key=len)
+    curves = []
+    for f in frs:  # chunks that stopped early (target PSNR) are padded with NaN
+        c = torch.full((len(steps), f.curve.shape[1]), math.nan, dtype=f.curve.dtype)
+        c[: f.curve.shape[0]] = f.curve
+        curves.append(c)
+    fr = FitResult(stack, steps, torch.cat(curves, dim=1), torch.cat([f.diverged for f in frs]),
+                   max(f.steps_run for f in frs), sum(f.seconds for f in frs))
+    return stack, fr, [r for p in parts for r in p[2]]
+
+
 def fit_single(signals: Sequence[Signal], net: NetConfig, train_cfg: TrainConfig, seeds: Sequence[int] = (0,),
-               progress: bool = True, with_lpips: bool = True) -> tuple[Stack, FitResult, list[MemberResult]]:
-    """Random-init fits of every (signal × seed) in one stack (signals of one shape). Member order: signal-major."""
+               progress: bool = True, with_lpips: bool = True, chunk: int | None = None) -> tuple[Stack, FitResult, list[MemberResult]]:
+    """Random-init fits of every (signal × seed) (signals of one shape). Member order: signal-major.
+
+    The members are trained in stacks of ``chunk`` (None = as many as fit the memory budget, see
+    :func:`inrlens.memory.members_per_chunk`), and the results concatenated; each member's fit is the same
+    whatever the chunking (tests/test_perf_equivalence.py)."""
     _check_same_shape(signals, "fit_single")
     device = resolve_device(train_cfg.device)
     set_precision(train_cfg.tf32)
     member_seeds = [s for _ in signals for s in seeds]
-    stack = Stack.init(net, signals[0].channels, member_seeds).to(device)
-    groups = _groups_for(signals, device, repeats=len(seeds))
-    fr = train(stack, groups, train_cfg, start=0, desc=f"fit {net.backbone}", progress=progress)
     names = [s.name for s in signals for _ in seeds]
-    return stack, fr, _results(fr, evaluate(stack, groups, names, with_lpips), member_seeds)
+    n = len(member_seeds)
+    cap = _chunk_size(net, signals[0], 0, device, n, chunk)
+    parts = []
+    for lo in range(0, n, cap):
+        ids = list(range(lo, min(n, lo + cap)))
+        stack = Stack.init(net, signals[0].channels, [member_seeds[i] for i in ids]).to(device)
+        groups = [_chunk_group(signals, ids, len(seeds), device)]
+        fr = train(stack, groups, train_cfg, start=0, desc=f"fit {net.backbone}", progress=progress)
+        parts.append((stack, fr, _results(fr, evaluate(stack, groups, [names[i] for i in ids], with_lpips),
+                                          [member_seeds[i] for i in ids])))
+    return _merge(parts, shared=set())
 
 
 def fit_cohort(signals: Sequence[Signal], net: NetConfig, train_cfg: TrainConfig, seed: int = 0,
@@ -328,19 +383,29 @@ def fit_cohort(signals: Sequence[Signal], net: NetConfig, train_cfg: TrainConfig
 
 def fit_transfer(encoder: Stack, signals: Sequence[Signal], freeze: int | None, train_cfg: TrainConfig,
                  seeds: Sequence[int] = (0,), progress: bool = True, with_lpips: bool = True,
-                 use_prefix_cache: bool = True) -> tuple[Stack, FitResult, list[MemberResult]]:
+                 use_prefix_cache: bool = True, chunk: int | None = None) -> tuple[Stack, FitResult, list[MemberResult]]:
     """Freeze-k test-time fit (SPEC §3) of every (signal × seed) from a cohort encoder; freeze=None is the
-    no-freeze baseline. Trains only layers > k (all for None); lr defaults to 1e-4."""
+    no-freeze baseline. Trains only layers > k (all for None); lr defaults to 1e-4. Members are trained in
+    stacks of ``chunk`` (None = from the memory budget), as in :func:`fit_single`."""
     _check_same_shape(signals, "fit_transfer")
     device = resolve_device(train_cfg.device)
     set_precision(train_cfg.tf32)
     member_seeds = [s for _ in signals for s in seeds]
-    stack = transfer_stack(encoder.cpu(), freeze, member_seeds, signals[0].channels).to(device)
-    groups = _groups_for(signals, device, repeats=len(seeds))
+    names = [s.name for s in signals for _ in seeds]
     start = 0 if freeze is None else freeze + 1
     lr = train_cfg.lr if train_cfg.lr is not None else 1e-4
     tag = "none" if freeze is None else str(freeze)
-    fr = train(stack, groups, train_cfg, start=start, lr=lr, desc=f"transfer k={tag}", progress=progress,
-               use_prefix_cache=use_prefix_cache)
-    names = [s.name for s in signals for _ in seeds]
-    return stack, fr, _results(fr, evaluate(stack, groups, names, with_lpips), member_seeds)
+    n = len(member_seeds)
+    cap = _chunk_size(encoder.cfg, signals[0], start, device, n, chunk)
+    enc = encoder.cpu()
+    parts = []
+    for lo in range(0, n, cap):
+        ids = list(range(lo, min(n, lo + cap)))
+        stack = transfer_stack(enc, freeze, [member_seeds[i] for i in ids], signals[0].channels).to(device)
+        groups = [_chunk_group(signals, ids, len(seeds), device)]
+        fr = train(stack, groups, train_cfg, start=start, lr=lr, desc=f"transfer k={tag}", progress=progress,
+                   use_prefix_cache=use_prefix_cache)
+        parts.append((stack, fr, _results(fr, evaluate(stack, groups, [names[i] for i in ids], with_lpips),
+                                          [member_seeds[i] for i in ids])))
+    shared = set(range(start)) | {-1}  # frozen layers 0..k and the cohort's Fourier matrix are shared by all
+    return _merge(parts, shared=shared)
