@@ -89,7 +89,8 @@ class Forward(NamedTuple):
     pre: Tensor
     """(P, n) encoder pre-activations (W_enc(h − b_dec) + b_enc), before TopK."""
     z: Tensor
-    """(P, n) sparse codes: ReLU of the k largest pre-activations per row, zeros elsewhere."""
+    """(P, n) sparse codes: ReLU of the k largest pre-activations per row, zeros elsewhere (None inside the
+    training loop of :func:`train_sae`, which decodes from the (P, k) top-k entries and never builds it)."""
     recon: Tensor
     """(P, d) reconstruction ĥ = z W_dec + b_dec."""
 

@@ -16,10 +16,9 @@ from typing import Any, Sequence
 import torch
 import tyro
 
-from ..config import DataConfig, config_hash, to_dict
+from ..config import DataConfig, TrainConfig, config_hash, to_dict
 from ..data import grid
 from ..fit import resolve_device, runtime_info
-from ..config import TrainConfig
 from ..sae import SAEConfig, diagnostics, layer_acts, load_sae, run_from, save_sae, train_sae
 from ..store import append_row, atomic_write_json, done_keys, load_stack, prepare_run, read_rows
 from .core import print_table

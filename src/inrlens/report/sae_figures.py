@@ -37,7 +37,7 @@ def sweep_heatmaps(rows: Sequence[dict[str, Any]], path: str | Path, title: str 
     layers = sorted({int(r["layer"]) for r in rows})
     ns = sorted({int(r["n"]) for r in rows})
     ks = sorted({int(r["k"]) for r in rows})
-    fig, axes = plt.subplots(len(layers), len(DIAGNOSTICS), figsize=(3.2 * len(DIAGNOSTICS), 2.6 * len(layers)), squeeze=False)
+    fig, axes = plt.subplots(len(layers), len(DIAGNOSTICS), figsize=(3.6 * len(DIAGNOSTICS), 2.8 * len(layers)), squeeze=False, layout="constrained")
     for i, ell in enumerate(layers):
         for j, (key, label) in enumerate(DIAGNOSTICS):
             m = np.full((len(ns), len(ks)), np.nan)
