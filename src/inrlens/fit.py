@@ -396,6 +396,9 @@ def fit_transfer(encoder: Stack, signals: Sequence[Signal], freeze: int | None, 
     lr = train_cfg.lr if train_cfg.lr is not None else 1e-4
     tag = "none" if freeze is None else str(freeze)
     n = len(member_seeds)
+    L = encoder.cfg.depth
+    if freeze is not None and not (0 <= freeze < L):  # before sizing chunks: same message as transfer_stack
+        raise ValueError(f"freeze depth must be in 0..{L - 1} (or None for no freeze), got {freeze}")
     cap = _chunk_size(encoder.cfg, signals[0], start, device, n, chunk)
     enc = encoder.cpu()
     parts = []
