@@ -52,7 +52,7 @@ stage() {  # stage NAME SECONDS CMD...
 }
 
 # 1. CUDA-marked tests (fused Adam, compile, memory estimate vs allocator peak, CPU/GPU agreement).
-stage "cuda tests" 100 "$PY" -m pytest -q -m cuda -p no:cacheprovider tests
+stage "cuda tests" 100 "$PY" -m pytest -q -m cuda -p no:cacheprovider --continue-on-collection-errors tests
 # 2. Stacked engine vs plain per-image loop at 64² (target ≥ 12×) and 256² (target ≥ 1.3× with compile + TF32).
 stage "bench_fit 64px fp32" 50 "$PY" benchmarks/bench_fit.py --device cuda --res 64 --width 256 --batch 16 --steps 200 --repeats 3
 stage "bench_fit 256px tf32" 90 "$PY" benchmarks/bench_fit.py --device cuda --res 256 --width 256 --batch 16 --steps 100 --repeats 3 --tf32
