@@ -225,7 +225,7 @@ def test_freeze_depth_out_of_range(tmp_path, capsys):
         fit_transfer(enc, tiny_signals(1, 16, 1), -1, TrainConfig(steps=1), **QUIET)
     out = tmp_path / "t"
     cli_fails(capsys, ["transfer", str(tmp_path / "c"), "sample:faces", "--limit", "1", "--out", str(out), "--freeze", "3",
-                       "--data.size", "16", "--no-lpips"], "freeze depth 3", "0..2")
+                       "--data.size", "16", "--no-lpips"], "freeze depth 3", "0..2", str(tmp_path / "c"))
     assert not out.exists()
 
 

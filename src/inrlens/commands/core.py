@@ -184,7 +184,7 @@ class Transfer:
             items: list[int | None | str] = [None, *range(L), "random"] if f == "all" else [None if f == "none" else ("random" if f == "random" else int(f))]
             for k in items:
                 if isinstance(k, int) and not 0 <= k < L:
-                    raise ValueError(f"freeze depth {k} is outside 0..{L - 1} for this {L}-layer encoder")
+                    raise ValueError(f"freeze depth {k} is outside 0..{L - 1} for the {L}-layer encoder {self.encoder}")
                 if k not in out:
                     out.append(k)
         return out
