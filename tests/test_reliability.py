@@ -377,13 +377,17 @@ def test_diverged_cohort_head_leaves_the_shared_encoder_training():
 # --------------------------------------------------------------------------------------------- determinism
 @pytest.mark.parametrize("cfg", [SIREN, FFMLP], ids=["siren", "ffmlp"])
 def test_bit_identical_across_runs_and_chunkings(cfg):
-    """Same config + seed: identical bits on CPU across two runs and for a stack of 1 vs a stack of 8."""
+    """Same config + seed: identical bits on CPU across two runs, for a stack of 1 vs a stack of 8, and for
+    8 members trained in chunks of 3."""
     sigs = tiny_signals(8, 16)
     tc = TrainConfig(steps=12, log_every=4)
     st8, fr8, res8 = fit_single(sigs, cfg, tc, seeds=[0], **QUIET)
     st8b, fr8b, res8b = fit_single(sigs, cfg, tc, seeds=[0], **QUIET)
     assert all(torch.equal(a, b) for a, b in zip(st8.parameters(), st8b.parameters()))
     assert torch.equal(fr8.curve, fr8b.curve) and [r.psnr for r in res8] == [r.psnr for r in res8b]
+    st3, fr3, res3 = fit_single(sigs, cfg, tc, seeds=[0], chunk=3, **QUIET)  # stacks of 3, 3, 2 inside one call
+    assert torch.equal(fr8.curve, fr3.curve) and [r.psnr for r in res8] == [r.psnr for r in res3]
+    assert all(torch.equal(a, b) for a, b in zip(st8.parameters(), st3.parameters()))
     for i in (0, 5):
         st1, fr1, res1 = fit_single([sigs[i]], cfg, tc, seeds=[0], **QUIET)
         for ell in range(cfg.depth + 1):
