@@ -63,18 +63,18 @@ def sweep_heatmaps(rows: Sequence[dict[str, Any]], path: str | Path, title: str 
 
 def gallery(maps: np.ndarray, atoms: Sequence[int], path: str | Path, title: str = "", cols: int = 8,
             rates: Sequence[float] | None = None) -> Path:
-    """Atom maps (m, H, W) in rank order plus their mean as the last panel."""
+    """Atom maps (m, H, W) in rank order plus their mean as the last panel; 'fr' = the atom's firing rate."""
     plt = _plt()
     m = maps.shape[0]
     panels = m + 1
     rows = math.ceil(panels / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(1.6 * cols, 1.75 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(1.6 * cols, 1.75 * rows), squeeze=False, layout="constrained")
     for a in axes.flat:
         a.axis("off")
     for i in range(m):
         ax = axes.flat[i]
         ax.imshow(maps[i], cmap="magma")
-        ax.set_title(f"#{atoms[i]}" + (f" ρ={rates[i]:.2f}" if rates is not None else ""), fontsize=7)
+        ax.set_title(f"#{atoms[i]}" + (f" fr={rates[i]:.2f}" if rates is not None else ""), fontsize=7)
     ax = axes.flat[m]
     ax.imshow(maps.mean(0), cmap="magma")
     ax.set_title(f"mean of top {m}", fontsize=7)
@@ -86,7 +86,7 @@ def gallery(maps: np.ndarray, atoms: Sequence[int], path: str | Path, title: str
 def health(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: str | Path, title: str = "") -> Path:
     """Firing rate and mean magnitude vs atom rank (atoms sorted by each quantity), one line per condition."""
     plt = _plt()
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2), layout="constrained")
     for label, (rate, mag) in curves.items():
         r = np.sort(np.asarray(rate))[::-1]
         g = np.sort(np.asarray(mag))[::-1]
@@ -110,7 +110,7 @@ def sae_stats(rows: Sequence[dict[str, Any]], path: str | Path, title: str = "")
     for r in rows:
         conds.setdefault(str(r.get("condition", "?")), []).append(r)
     keys = (("alive_pct", "alive %"), ("rho", "coverage ρ"), ("psnr_sub", "recon. PSNR (dB)"), ("r2", "R²"))
-    fig, axes = plt.subplots(1, len(keys), figsize=(3.3 * len(keys), 3))
+    fig, axes = plt.subplots(1, len(keys), figsize=(3.3 * len(keys), 3), layout="constrained")
     for label, rs in conds.items():
         rs = sorted(rs, key=lambda r: int(r["layer"]))
         x = [int(r["layer"]) for r in rs]
@@ -129,7 +129,7 @@ def ablation_maps(atom_maps: np.ndarray, err_maps: np.ndarray, atoms: Sequence[i
     """For each ablated atom: its map beside the error map |f' − f|."""
     plt = _plt()
     a = len(atoms)
-    fig, axes = plt.subplots(a, 2, figsize=(4, 2 * a), squeeze=False)
+    fig, axes = plt.subplots(a, 2, figsize=(4, 2 * a), squeeze=False, layout="constrained")
     for i in range(a):
         axes[i, 0].imshow(atom_maps[i], cmap="magma")
         axes[i, 0].set_title(f"atom #{atoms[i]}", fontsize=7)
