@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from inrlens.cli import main
-from inrlens.commands.reproduce import load_preset, make_plan
+from inrlens.commands.reproduce import STAGES, load_preset, make_plan
 from inrlens.report import document, tables
 
 
@@ -239,3 +239,6 @@ def test_reproduce_end_to_end_and_resume(tmp_path, capsys):
     assert len(read_rows(run / "sweep" / "results")) == n_rows
     assert len(read_rows(run / "sae" / "cohort-siren" / "results.jsonl")) == sae_rows
     assert (run / "report.md").read_text().split("## Findings")[1] == md.split("## Findings")[1]
+    inv = json.loads((run / "timings.json").read_text())["invocations"]
+    assert len(inv) == 2 and all(set(STAGES) <= set(i) for i in inv)
+    assert "over 2 invocation(s)" in (run / "report.md").read_text()

@@ -305,6 +305,16 @@ class Reproduce:
             torch.set_num_threads(max(1, int(plan.ex.threads)))
         t0 = time.time()
         timings: dict[str, float] = {}
+        tpath = run / "timings.json"
+        try:  # earlier invocations of this run (interrupted, then --resume), each with its stage times
+            earlier = json.loads(tpath.read_text()).get("invocations", []) if tpath.exists() else []
+        except (OSError, json.JSONDecodeError, AttributeError):
+            earlier = []
+
+        def save_timings() -> None:
+            from ..store import atomic_write_json
+
+            atomic_write_json(tpath, {"invocations": [*earlier, dict(timings, total=time.time() - t0)]})
         overall = tqdm(total=len(STAGES), desc=f"reproduce {plan.name}", position=0, dynamic_ncols=True)
 
         def bar_factory(total: int, desc: str):
@@ -315,6 +325,7 @@ class Reproduce:
             s = time.time()
             out = fn(*a)
             timings[name] = time.time() - s
+            save_timings()
             overall.update(1)
             return out
 
@@ -329,23 +340,26 @@ class Reproduce:
             overall.set_postfix_str("atlas")
             atlas = build_atlas([c[2] for c in conditions(plan, run)], run / "atlas", f"inrlens atom atlas ({plan.name})")
             timings["atlas"] = time.time() - s
+            save_timings()
             overall.update(1)
             timings["total"] = time.time() - t0
             meta = {"preset": plan.name, "run folder": str(run), "datasets": ", ".join(f"{k}={v}" for k, v in plan.datasets.items()),
                     "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t0)),
                     "wall time (this invocation)": f"{timings['total']:.0f} s ("
                     + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items() if k != "total") + ")",
+                    "wall time (all invocations of this run)": f"{timings['total'] + sum(float(e.get('total', 0)) for e in earlier):.0f} s "
+                    f"over {len(earlier) + 1} invocation(s)",
                     "width": plan.spec.net.width, "depth": plan.spec.net.depth, "image size": plan.spec.images.size or "native",
                     "test-time steps": plan.spec.train.steps, "seeds": len(plan.spec.seeds), "test images per target": plan.spec.n_test,
                     "SAE n, k, steps": f"{plan.sae.n}, {plan.sae.k}, {plan.sae.steps}", "inrlens": _version()}
             overall.set_postfix_str("report")
+            s = time.time()
             p_md, p_html, fs = stage_report(plan, run, meta, atlas)
+            timings["report"] = time.time() - s
             overall.update(1)
         finally:
             overall.close()
-        from ..store import atomic_write_json
-
-        atomic_write_json(run / "timings.json", timings)
+        save_timings()
         print(f"\nreproduce {plan.name}: done in {time.time() - t0:.0f} s → {run}")
         print(f"  report: {p_md}  {p_html}\n  atlas:  {atlas}\n\nFindings\n{findings_text(fs)}")
 
