@@ -263,7 +263,7 @@ class Reproduce:
     """The whole study in one command: cohorts, freeze sweep, stable ranks, SAEs, atoms, ablations, report, atlas."""
 
     preset: str = "demo"
-    """'demo' (built-in sample images, ≤ 10 min on a 2-core CPU), 'paper' (the paper's protocol on --data
+    """'demo' (built-in sample images at 32 px, sized for a 2-core CPU; timings in the preset file), 'paper' (the paper's protocol on --data
     folders) or the path of a preset .toml (copy one of inrlens/presets/*.toml to start)."""
     data: UseAppendAction[tuple[str, ...]] = ()
     """Datasets NAME=PATH (folders, files or sample:NAME); added to / replacing the preset's [datasets]."""
