@@ -114,3 +114,12 @@ def test_cli_bad_input_exits_2(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "nope.png" in err[0]
     assert main(["transfer", str(tmp_path), "sample:faces", "--out", str(tmp_path / "o2")]) == 2
+
+
+def test_cli_parse_errors_are_one_line(capsys):
+    assert main(["fit", "sample:faces", "--net.width", "0"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("inrlens: error:") and "width" in err[0]
+    assert main(["fit", "sample:faces", "--no-such-flag", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--no-such-flag" in err[0]

@@ -32,6 +32,37 @@ def _load(spec: str) -> type:
     return getattr(importlib.import_module(mod), cls)
 
 
+def _condense(text: str) -> str:
+    """tyro's boxed parse error → one line (box title, rules, suggestions and the help pointer dropped)."""
+    keep = []
+    for raw in text.splitlines():
+        if raw.lstrip().startswith("╭"):  # box title ("Value error", "Unrecognized options")
+            continue
+        line = raw.strip().strip("│╰╯─ ").strip()
+        if line.startswith(("Arguments similar", "Perhaps you meant", "For full helptext")):
+            break
+        if line and not set(line) <= set("─━═"):
+            keep.append(line)
+    return " ".join(keep).replace("__tyro-dummy-inner__.", "--") or "invalid command line (see inrlens --help)"
+
+
+def _parse(tyro, cmds: dict[str, type], argv: list[str]):
+    """Parse argv into a command; a parse error becomes one line on stderr (None returned)."""
+    import contextlib
+    import io
+
+    buf = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(buf):
+            return tyro.extras.subcommand_cli_from_dict(cmds, args=argv, prog="inrlens")
+    except SystemExit as e:
+        if e.code in (0, None):  # --help and friends
+            sys.stderr.write(buf.getvalue())
+            raise
+        print(f"inrlens: error: {_condense(buf.getvalue())}", file=sys.stderr)
+        return None
+
+
 def main(argv: list[str] | None = None) -> int:
     import tyro
 
@@ -46,7 +77,9 @@ def main(argv: list[str] | None = None) -> int:
     warnings.simplefilter("default")
     warnings.formatwarning = lambda msg, cat, *a, **k: f"inrlens: warning: {msg}\n"  # one line per warning
     try:
-        cmd = tyro.extras.subcommand_cli_from_dict(cmds, args=argv, prog="inrlens")
+        cmd = _parse(tyro, cmds, argv)
+        if cmd is None:
+            return 2
         cmd.run()
     except (ImageError, RunConflict, FileNotFoundError, ValueError) as e:
         print(f"inrlens: error: {str(e).splitlines()[0] if str(e) else type(e).__name__}", file=sys.stderr)
