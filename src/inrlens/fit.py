@@ -400,7 +400,7 @@ def fit_transfer(encoder: Stack, signals: Sequence[Signal], freeze: int | None, 
     if freeze is not None and not (0 <= freeze < L):  # before sizing chunks: same message as transfer_stack
         raise ValueError(f"freeze depth must be in 0..{L - 1} (or None for no freeze), got {freeze}")
     cap = _chunk_size(encoder.cfg, signals[0], start, device, n, chunk)
-    enc = encoder.cpu()
+    enc = encoder  # transfer_stack copies what it needs; never move the caller's encoder (nn.Module.cpu is in place)
     parts = []
     for lo in range(0, n, cap):
         ids = list(range(lo, min(n, lo + cap)))
