@@ -10,12 +10,12 @@ import pytest
 import torch
 
 from conftest import tiny_signals
-from inrlens.atoms import ablate, ablated_acts, atom_maps, load_stats, load_tensors, rank_atoms
+from inrlens.probes.atoms import ablate, ablated_acts, atom_maps, load_stats, load_tensors, rank_atoms
 from inrlens.cli import main
 from inrlens.config import NetConfig, TrainConfig
 from inrlens.data import grid
 from inrlens.fit import fit_single
-from inrlens.sae import Codes, SAEConfig, Stats, TopKSAE, layer_acts, psnr_pm1, run_from, train_sae
+from inrlens.probes.sae import Codes, SAEConfig, Stats, TopKSAE, layer_acts, psnr_pm1, run_from, train_sae
 from inrlens.store import read_rows, save_stack
 
 

@@ -13,7 +13,7 @@ from conftest import shared_dir
 from inrlens.cli import main
 from inrlens.config import DataConfig
 from inrlens.data import ImageError, grid, load_image, load_images, split
-from inrlens.samples import load_sample
+from inrlens.data.samples import load_sample
 
 
 def test_grid_convention():

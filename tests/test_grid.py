@@ -149,7 +149,7 @@ jobs = 3
 def test_debug_sweep_rows_match_direct_fits(sets, tmp_path):
     """In-process sweep: row count, and one chunk's PSNRs equal fitting those members directly."""
     from inrlens.fit import fit_transfer
-    from inrlens.samples import resolve
+    from inrlens.data.samples import resolve
     from inrlens.store import load_stack
 
     spec = tiny_spec(sets, sources=("rgb",), targets=("gray",), depths=("none", "0"))

@@ -9,7 +9,7 @@ import torch
 from inrlens.config import NetConfig
 from inrlens.data import grid
 from inrlens.nets import Stack, cohort_stack
-from inrlens.rank import activation_ranks, argmax, profile, stable_rank, weight_ranks
+from inrlens.probes.rank import activation_ranks, argmax, profile, stable_rank, weight_ranks
 
 
 def np_sr(m: np.ndarray) -> float:

@@ -230,7 +230,7 @@ def test_freeze_depth_out_of_range(tmp_path, capsys):
 
 
 def test_sae_k_greater_than_n_is_refused(tmp_path, capsys, prior_run):
-    sae = pytest.importorskip("inrlens.sae")
+    sae = pytest.importorskip("inrlens.probes.sae")
     from inrlens.cli import COMMANDS
 
     cfg = sae.SAEConfig(n=32, k=64)

@@ -13,7 +13,7 @@ from conftest import tiny_signals
 from inrlens.config import NetConfig, TrainConfig
 from inrlens.data import grid
 from inrlens.fit import fit_cohort, fit_single
-from inrlens.sae import (
+from inrlens.probes.sae import (
     Codes,
     SAEConfig,
     TopKSAE,

@@ -10,8 +10,11 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
+import types
+import typing
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 Backbone = Literal["siren", "ffmlp"]
 
@@ -105,13 +108,101 @@ def config_hash(obj: Any, n: int = 16) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:n]
 
 
-def from_dict(cls: type, d: dict[str, Any]) -> Any:
-    """Build a (flat) dataclass from a dict, refusing unknown keys with a clear message."""
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = set(d) - names
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    """``value`` checked against (and lightly converted to) the annotation ``tp``; one-line ValueError otherwise.
+
+    Accepts ints for floats, lists for tuples, tables (dicts) for nested dataclasses; bools are never numbers."""
+    origin = get_origin(tp)
+    args = get_args(tp)
+    if tp is Any:
+        return value
+    if origin is Annotated:
+        return _coerce(value, args[0], where)
+    if origin in (Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _coerce(value, a, where)
+            except ValueError as e:
+                errors.append(str(e))
+        raise ValueError(errors[0] if len(errors) == 1 else f"{where}: {value!r} is none of {' | '.join(_type_name(a) for a in args)}")
+    if origin is Literal:
+        if value in args:
+            return value
+        raise ValueError(f"{where}: {value!r} is not one of {', '.join(repr(a) for a in args)}")
+    if dataclasses.is_dataclass(tp):
+        if isinstance(value, tp):
+            return value
+        if not isinstance(value, dict):
+            raise ValueError(f"{where}: expected a table of {tp.__name__} fields, got {type(value).__name__}")
+        return from_dict(tp, value, where)
+    if origin in (tuple, list):
+        if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
+            raise ValueError(f"{where}: expected a list, got {value!r}")
+        if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
+            items = [_coerce(v, args[0], f"{where}[{i}]") for i, v in enumerate(value)]
+        elif origin is tuple and args:
+            if len(value) != len(args):
+                raise ValueError(f"{where}: expected {len(args)} values, got {len(value)}")
+            items = [_coerce(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args))]
+        else:
+            items = [_coerce(v, args[0], f"{where}[{i}]") if args else v for i, v in enumerate(value)]
+        return tuple(items) if origin is tuple else items
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ValueError(f"{where}: expected a table, got {value!r}")
+        return dict(value)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ValueError(f"{where}: expected true or false, got {value!r}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ValueError(f"{where}: expected an integer, got {value!r}")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise ValueError(f"{where}: expected a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise ValueError(f"{where}: expected a string, got {value!r}")
+    if isinstance(tp, type) and issubclass(tp, os.PathLike):
+        if isinstance(value, (str, os.PathLike)):
+            return tp(value)
+        raise ValueError(f"{where}: expected a path, got {value!r}")
+    return value
+
+
+def from_dict(cls: type, d: dict[str, Any], where: str = "") -> Any:
+    """Build a dataclass (nested ones from nested tables) from a plain dict, as a config file gives it.
+
+    The one loader of configs (sweep files, presets, checkpoints): unknown keys, wrong types and values the
+    dataclass refuses are one-line ValueErrors naming the field, e.g. ``[sweep] net.width: expected an integer,
+    got 'abc'``. Missing keys take the dataclass defaults.
+    """
+    where = where or cls.__name__
+    if not isinstance(d, dict):
+        raise ValueError(f"{where}: expected a table, got {type(d).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(d) - set(fields))
     if unknown:
-        raise ValueError(f"unknown {cls.__name__} field(s): {', '.join(sorted(unknown))}")
-    return cls(**d)
+        raise ValueError(f"{where}: unknown field(s) {', '.join(unknown)} (known: {', '.join(fields)})")
+    hints = typing.get_type_hints(cls, include_extras=True)
+    kw = {name: _coerce(v, hints.get(name, Any), f"{where}.{name}" if where else name) for name, v in d.items()}
+    try:
+        return cls(**kw)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{where}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
 
 
 __all__ = [

@@ -151,7 +151,7 @@ def _int_depth(d: str, L: int) -> int:
 
 
 def load_dataset(path: str, images: DataConfig) -> list:
-    from .samples import resolve
+    from .data import resolve
 
     sigs = resolve(path, images)
     names = [s.name for s in sigs]
@@ -326,7 +326,7 @@ def train_cohorts_job(cohorts: list[dict[str, Any]], results_dir: str, threads: 
 def train_cohort_job(cohort: dict[str, Any], results_dir: str, threads: int = 1, device: str = "cpu") -> dict[str, Any]:
     """Train one cohort (if not already saved), save it atomically, append its stable-rank row."""
     from .fit import fit_cohort, resolve_device, runtime_info
-    from .rank import profile
+    from .probes.rank import profile
     from .store import append_row, load_stack, read_rows, save_stack
 
     _setup_job(threads)

@@ -13,7 +13,7 @@ import tyro
 from ..config import DataConfig, NetConfig, TrainConfig, config_hash, to_dict
 from ..data import Signal, group_by_shape
 from ..fit import MemberResult, fit_cohort, fit_single, fit_transfer, resolve_device, runtime_info
-from ..samples import resolve
+from ..data import resolve
 from ..store import append_row, checkpoint_ready, done_keys, load_stack, prepare_run, save_stack
 
 Positional = tyro.conf.Positional

@@ -82,7 +82,7 @@ class Plan:
 
 def make_plan(preset: str, data: tuple[str, ...], cluster: str | None, jobs: int | None, device: str | None) -> Plan:
     from ..grid import ExecSpec, parse_data, spec_from_dict
-    from ..sae import SAEConfig
+    from ..probes.sae import SAEConfig
 
     name, d = load_preset(preset)
     datasets = {str(k): str(v) for k, v in d.get("datasets", {}).items()}
@@ -169,7 +169,7 @@ def stage_single(plan: Plan, run: Path, bar_factory) -> dict[str, Path]:
     """Single-signal INRs of the decomposed image (the cohort's member image), one per backbone."""
     from ..fit import fit_single
     from ..grid import net_for
-    from ..samples import resolve
+    from ..data import resolve
     from ..store import load_stack, save_stack
 
     src = plan.study["source"]
@@ -205,7 +205,7 @@ def conditions(plan: Plan, run: Path) -> list[tuple[str, Path, Path]]:
 
 
 def stage_sae(plan: Plan, run: Path, bar_factory) -> None:
-    from .sae import Sae
+    from .probes.sae import Sae
 
     conds = conditions(plan, run)
     member = str(plan.study["member"])
@@ -218,7 +218,7 @@ def stage_sae(plan: Plan, run: Path, bar_factory) -> None:
 
 
 def stage_atoms(plan: Plan, run: Path, bar_factory) -> None:
-    from .sae import Atoms
+    from .probes.sae import Atoms
 
     with bar_factory(1, "atom maps + galleries") as bar:
         Atoms(runs=tuple(c[2] for c in conditions(plan, run)), top=int(plan.study["atlas_top"]), layers=tuple(plan.study["layers"]),
@@ -227,7 +227,7 @@ def stage_atoms(plan: Plan, run: Path, bar_factory) -> None:
 
 
 def stage_ablate(plan: Plan, run: Path, bar_factory) -> None:
-    from .sae import Ablate
+    from .probes.sae import Ablate
 
     conds = conditions(plan, run)
     with bar_factory(len(conds), "single-atom ablations") as bar:

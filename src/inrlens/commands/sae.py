@@ -1,7 +1,7 @@
 """``inrlens sae | atoms | ablate``: TopK SAEs on a saved INR, atom maps and galleries, single-atom ablations.
 
 A run folder (``--out`` of ``inrlens sae``) holds one INR member (= one condition) and its SAEs; the layout is
-documented in :mod:`inrlens.atoms`. ``context.json`` records how to rebuild the INR's grid and target, so
+documented in :mod:`inrlens.probes.atoms`. ``context.json`` records how to rebuild the INR's grid and target, so
 ``atoms`` and ``ablate`` need only the run folder.
 """
 
@@ -19,7 +19,7 @@ import tyro
 from ..config import DataConfig, TrainConfig, config_hash, to_dict
 from ..data import grid
 from ..fit import resolve_device, runtime_info
-from ..sae import SAEConfig, diagnostics, layer_acts, load_sae, run_from, save_sae, train_sae
+from ..probes.sae import SAEConfig, diagnostics, layer_acts, load_sae, run_from, save_sae, train_sae
 from ..store import append_row, atomic_write_json, done_keys, load_stack, prepare_run, read_rows
 from .core import print_table
 
@@ -51,7 +51,7 @@ class Context:
 
     def __init__(self, ctx: dict[str, Any], device: torch.device):
         from ..data import harmonise_channels
-        from ..samples import resolve
+        from ..data import resolve
 
         self.info = ctx
         self.stack, self.meta = load_stack(ctx["inr"], device=device)
@@ -117,7 +117,7 @@ class Sae:
     data: DataConfig = DataConfig()
     """How to load the images; ignored for a cohort that recorded its own data settings."""
     out: Path = Path("runs/sae")
-    """Run folder (layout in inrlens.atoms)."""
+    """Run folder (layout in inrlens.probes.atoms)."""
     device: str = "auto"
     """'auto', 'cpu', 'cuda', 'cuda:N'."""
     resume: bool = False
@@ -169,7 +169,7 @@ class Sae:
                 folder = sae_dir(out, ell, n, k)
                 save_sae(sae, folder, {"layer": ell, "member": member, "image": context.name, "inr": ctx["inr"],
                                        "condition": cond, "shape": list(context.shape)})
-                from ..atoms import save_stats
+                from ..probes.atoms import save_stats
 
                 save_stats(stats, folder)
                 row = {"key": key, "config": chash, "condition": cond, "regime": regime, "backbone": stack.cfg.backbone,
@@ -205,7 +205,7 @@ class Atoms:
     """'auto', 'cpu', 'cuda', 'cuda:N'."""
 
     def run(self) -> None:
-        from ..atoms import ATOMS_NAME, atom_maps, load_stats, save_tensors
+        from ..probes.atoms import ATOMS_NAME, atom_maps, load_stats, save_tensors
         from ..report import sae_figures as F
 
         dev = resolve_device(self.device)
@@ -259,7 +259,7 @@ class Ablate:
     """'auto', 'cpu', 'cuda', 'cuda:N'."""
 
     def run(self) -> None:
-        from ..atoms import ABLATION_NAME, ablate, atom_maps, load_stats, save_tensors
+        from ..probes.atoms import ABLATION_NAME, ablate, atom_maps, load_stats, save_tensors
         from ..report import sae_figures as F
 
         dev = resolve_device(self.device)

@@ -74,7 +74,7 @@ class Rank:
     """H W of the grid for the activation ranks; default: the cohort's recorded grid, else 64 64."""
 
     def run(self) -> None:
-        from ..rank import profile
+        from ..probes.rank import profile
         from ..store import load_stack
 
         stack, meta = load_stack(self.encoder)

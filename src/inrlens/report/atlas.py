@@ -10,7 +10,7 @@ mean magnitude, and — for ablated atoms — the ablation error map |f' − f| 
 PSNR drop, the locality and the firing-region fraction. Atoms can be sorted by magnitude, PSNR drop or firing
 rate; the layer's SAE diagnostics (R², alive %, ρ, PSNR with ĥ substituted) are shown above the atoms.
 
-Input layout (written by ``inrlens sae | atoms | ablate``, documented in :mod:`inrlens.atoms`)::
+Input layout (written by ``inrlens sae | atoms | ablate``, documented in :mod:`inrlens.probes.atoms`)::
 
     <sae run>/context.json                      condition, image, shape
     <sae run>/results.jsonl                     one diagnostics row per (layer, n, k)

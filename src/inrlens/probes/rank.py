@@ -17,8 +17,8 @@ from typing import NamedTuple, Sequence
 import torch
 from torch import Tensor
 
-from .data import grid
-from .nets import Stack
+from ..data import grid
+from ..nets import Stack
 
 
 def stable_rank(m: Tensor) -> float:

@@ -19,8 +19,8 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from .config import DataConfig
-from .data import ImageError, Signal, array_to_signal, harmonise_channels, load_images
+from ..config import DataConfig
+from .images import ImageError, Signal, array_to_signal, harmonise_channels, load_images
 
 PHOTO_NAMES = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "hubble_deep_field", "retina", "colorwheel")
 

@@ -109,7 +109,7 @@ def ablated_acts(sae: TopKSAE, h: Tensor, codes: Codes, atoms: Sequence[int]) ->
 def ablate(stack: Any, sae: TopKSAE, layer: int, member: int, h: Tensor, codes: Codes, atoms: Sequence[int],
            target: Tensor | None = None, f: Tensor | None = None) -> Ablation:
     """h' = h − Σ_{j ∈ atoms} z_j(x)·d_j at ``layer``, propagated through the rest of member ``member``."""
-    from .data import to_unit
+    from ..data import to_unit
 
     ids = list(atoms)
     maps = atom_maps(codes, ids, (h.shape[0], 1)).reshape(len(ids), -1)  # (a, P)

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .config import DataConfig
+from ..config import DataConfig
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".gif", ".ppm", ".pgm"}
 MIN_SIDE = 2

@@ -34,7 +34,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
-from .config import to_dict
+from ..config import to_dict
 
 SAE_CFG = "cfg.json"
 SAE_WEIGHTS = "sae.safetensors"
@@ -279,7 +279,7 @@ def train_sae(h: Tensor, cfg: SAEConfig, progress: bool = True, log_every: int =
 # ------------------------------------------------------------------------------------ checkpoints
 def save_sae(sae: TopKSAE, folder: str | os.PathLike, meta: dict[str, Any] | None = None) -> Path:
     """Save as ``folder/cfg.json`` + ``folder/sae.safetensors`` (each written to a temp name and renamed)."""
-    from .store import atomic_write_json
+    from ..store import atomic_write_json
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -363,8 +363,8 @@ def summarise(stats: Stats) -> dict[str, float]:
 
 def psnr_pm1(x: Tensor, y: Tensor) -> float:
     """PSNR (dB) of two (P, C) outputs in [-1, 1], measured on [0, 1] after clamping (as fit.evaluate does)."""
-    from .data import to_unit
-    from .metrics import mse_to_psnr
+    from ..data import to_unit
+    from ..metrics import mse_to_psnr
 
     mse = ((to_unit(x).double() - to_unit(y).double()) ** 2).mean()
     return float(mse_to_psnr(mse))

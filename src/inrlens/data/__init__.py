@@ -1,0 +1,37 @@
+"""Datasets: image files and folders, built-in sample sets, coordinate grids, cohort/test splits.
+
+``images`` turns files into :class:`Signal` objects (pixels in [-1, 1] on an H×W grid); ``samples`` holds the
+named sources (``sample:photos`` …) that need no files. A new kind of source goes in ``samples.py`` (see
+docs/extending.md).
+"""
+
+from .images import (
+    ImageError,
+    Signal,
+    array_to_signal,
+    grid,
+    group_by_shape,
+    harmonise_channels,
+    list_images,
+    load_image,
+    load_images,
+    split,
+    to_unit,
+)
+from .samples import load_sample, resolve
+
+__all__ = [
+    "ImageError",
+    "Signal",
+    "array_to_signal",
+    "grid",
+    "group_by_shape",
+    "harmonise_channels",
+    "list_images",
+    "load_image",
+    "load_images",
+    "load_sample",
+    "resolve",
+    "split",
+    "to_unit",
+]
