@@ -205,7 +205,7 @@ def conditions(plan: Plan, run: Path) -> list[tuple[str, Path, Path]]:
 
 
 def stage_sae(plan: Plan, run: Path, bar_factory) -> None:
-    from .probes.sae import Sae
+    from .sae import Sae
 
     conds = conditions(plan, run)
     member = str(plan.study["member"])
@@ -218,7 +218,7 @@ def stage_sae(plan: Plan, run: Path, bar_factory) -> None:
 
 
 def stage_atoms(plan: Plan, run: Path, bar_factory) -> None:
-    from .probes.sae import Atoms
+    from .sae import Atoms
 
     with bar_factory(1, "atom maps + galleries") as bar:
         Atoms(runs=tuple(c[2] for c in conditions(plan, run)), top=int(plan.study["atlas_top"]), layers=tuple(plan.study["layers"]),
@@ -227,7 +227,7 @@ def stage_atoms(plan: Plan, run: Path, bar_factory) -> None:
 
 
 def stage_ablate(plan: Plan, run: Path, bar_factory) -> None:
-    from .probes.sae import Ablate
+    from .sae import Ablate
 
     conds = conditions(plan, run)
     with bar_factory(len(conds), "single-atom ablations") as bar:
