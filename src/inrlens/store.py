@@ -1,9 +1,12 @@
-"""Persistence: checkpoints (``cfg.json`` + ``model.safetensors``), append-only JSONL results, run folders.
+"""Persistence: the one atomic write, checkpoints (``cfg.json`` + ``model.safetensors``), append-only JSONL
+results, and the layout of a run folder (:class:`RunFolder`; every file name lives here, once).
 
-Crash safety: every file is written to a temporary name in the same folder, fsynced and renamed, so a reader
-sees the old file or the new one, never half of one. A JSONL line is appended in one write that ends with a
-newline and is fsynced; a reader ignores a last line without its newline (a writer killed mid-line) and
-never parses it as data.
+Crash safety: every file is written to a temporary name unique to its writer (pid + random) in the same
+folder, fsynced and renamed over the final name, so a reader sees the old file or the new one, never half of
+one, and two writers of the same path never collide. The final file gets the usual ``0o666 & ~umask`` mode
+(as if written with ``open``), not the private 0600 of ``tempfile.mkstemp``. A JSONL line is appended in one
+write that ends with a newline and is fsynced; a reader ignores a last line without its newline (a writer
+killed mid-line) and never parses it as data.
 """
 
 from __future__ import annotations
@@ -12,9 +15,9 @@ import hashlib
 import json
 import math
 import os
-import tempfile
+import secrets
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -22,9 +25,28 @@ from safetensors.torch import load_file, save_file
 from .config import NetConfig, to_dict
 from .nets import Stack
 
+# ------------------------------------------------------------------------------------ file names (the one place)
 CFG_NAME = "cfg.json"
+"""Checkpoint architecture + meta + the weights' digest (written after the weights)."""
 MODEL_NAME = "model.safetensors"
+"""Checkpoint weights."""
 RUN_NAME = "run.json"
+"""A run folder's recorded config (resume refuses a different one)."""
+RESULTS_NAME = "results.jsonl"
+"""One JSON row per fit (fit / cohort / transfer commands, SAE runs)."""
+RESULTS_DIR = "results"
+"""A sweep's results: one JSONL file per job."""
+MODELS_DIR = "models"
+COHORTS_DIR = "cohorts"
+REPORT_DIR = "report"
+SUBMITIT_DIR = "submitit"
+TIMINGS_NAME = "timings.json"
+SAE_DIR = "sae"
+SINGLE_DIR = "single"
+ATLAS_DIR = "atlas"
+SWEEP_DIR = "sweep"
+CONTEXT_NAME = "context.json"
+"""An SAE run's context: which INR member, grid and target it probes."""
 TORN_MARK = b" <torn: interrupted write, ignored>\n"
 """Appended after a torn last line before the next row: the torn line can never parse as a row."""
 
@@ -37,42 +59,106 @@ def _json_default(o: Any) -> Any:
     if isinstance(o, Path):
         return str(o)
     if isinstance(o, torch.Tensor):
-        return o.tolist()
+        return clean_json(o.tolist())
     if hasattr(o, "item"):
-        return o.item()
+        return clean_json(o.item())
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
-def _clean(o: Any) -> Any:
-    """NaN/Inf → None so that every line is strict JSON."""
-    if isinstance(o, float) and not math.isfinite(o):
+def clean_json(obj: Any) -> Any:
+    """A copy of obj with every non-finite float (NaN, ±Inf) replaced by None, so that it is strict JSON.
+
+    Walks dicts, lists and tuples (tuples become lists); other values are returned as they are.
+    """
+    if isinstance(obj, float) and not math.isfinite(obj):
         return None
-    if isinstance(o, dict):
-        return {k: _clean(v) for k, v in o.items()}
-    if isinstance(o, (list, tuple)):
-        return [_clean(v) for v in o]
-    return o
+    if isinstance(obj, dict):
+        return {k: clean_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [clean_json(v) for v in obj]
+    return obj
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write data to path via temp file + fsync + rename (atomic on POSIX)."""
+_clean = clean_json  # the old private name, kept for callers not yet migrated
+
+
+def _tmp_name(path: Path) -> Path:
+    """A temp name beside path, unique to this writer (pid + random), keeping path's suffix so that writers
+    that pick a format from the file name (matplotlib) still do."""
+    return path.with_name(f".{path.stem}.{os.getpid()}-{secrets.token_hex(4)}.tmp{path.suffix}")
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename in folder durable, where the platform lets a folder be opened and synced."""
+    flags = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0)
+    try:
+        fd = os.open(folder, flags)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: str | os.PathLike, data: bytes | Callable[[Path], None]) -> Path:
+    """Write path atomically: a reader sees the old file or the complete new one, never half of one.
+
+    data: the bytes to write, or a callable ``writer(tmp_path)`` that writes the whole file at ``tmp_path``
+    (for writers that want a path: safetensors' ``save_file``, matplotlib's ``savefig``; the temp name keeps
+    path's suffix). The temp file sits in path's folder under a name unique to this writer, is fsynced, then
+    renamed over path (and the folder fsynced where supported). On any failure, including an exception raised
+    by the writer, the temp file is removed and the error re-raised; path is left as it was. The new file's
+    mode is ``0o666 & ~umask``. Returns path.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = _tmp_name(path)
+    # Created here with mode 0o666 so that the kernel applies the umask (and any default ACL) exactly as for a
+    # plain open(); a callable writer reopens the same file for writing, which keeps that mode.
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+        if callable(data):
+            os.close(fd)
+            fd = -1
+            data(tmp)
+            fd = os.open(tmp, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+        else:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        os.fsync(fd)
+        os.close(fd)
+        fd = -1
         os.replace(tmp, path)
     except BaseException:
-        if os.path.exists(tmp):
+        if fd >= 0:
+            os.close(fd)
+        try:
             os.unlink(tmp)
+        except FileNotFoundError:
+            pass
         raise
+    _fsync_dir(path.parent)
+    return path
 
 
-def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(_clean(to_dict(obj)), indent=2, sort_keys=True, default=_json_default) + "\n").encode())
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """:func:`atomic_write` with bytes (the older name)."""
+    return atomic_write(path, bytes(data))
+
+
+def atomic_write_text(path: str | os.PathLike, text: str, encoding: str = "utf-8") -> Path:
+    """:func:`atomic_write` of a string."""
+    return atomic_write(path, text.encode(encoding))
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any, indent: int | None = 2) -> Path:
+    """:func:`atomic_write` of obj as strict JSON (dataclasses → dicts, NaN/Inf → null, keys sorted, final newline)."""
+    text = json.dumps(clean_json(to_dict(obj)), indent=indent, sort_keys=True, default=_json_default, allow_nan=False)
+    return atomic_write_text(path, text + "\n")
 
 
 # ------------------------------------------------------------------------------------ checkpoints
@@ -84,17 +170,14 @@ def save_stack(stack: Stack, folder: str | os.PathLike, meta: dict[str, Any] | N
     tensors.update({f"bias{i}": b.detach().cpu().contiguous() for i, b in enumerate(stack.biases)})
     if stack.fourier is not None:
         tensors["fourier"] = stack.fourier.detach().cpu().contiguous()
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".model.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(tensors, tmp)
+    digest = ""
+
+    def write(tmp: Path) -> None:
+        nonlocal digest
+        save_file(tensors, str(tmp))
         digest = _sha256(tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, folder / MODEL_NAME)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+
+    atomic_write(folder / MODEL_NAME, write)
     # cfg.json goes last and names the model's digest: a writer killed between the two renames leaves a pair
     # that load_stack / checkpoint_ready recognise as incomplete instead of silently mixing two checkpoints.
     atomic_write_json(folder / CFG_NAME, {"net": to_dict(stack.cfg), "out_features": stack.out_features, "meta": meta or {},
@@ -127,12 +210,16 @@ def _read_cfg(folder: Path) -> dict[str, Any]:
     return cfg
 
 
-def checkpoint_ready(folder: str | os.PathLike) -> bool:
-    """True when ``folder`` holds a complete checkpoint (both files, digests matching)."""
+def checkpoint_ready(folder: str | os.PathLike, key: str | None = None) -> bool:
+    """True when ``folder`` holds a complete checkpoint (both files, digests matching) and, when key is given,
+    one whose recorded ``meta["key"]`` is that key (a sweep's cohort folder written for this spec)."""
     try:
-        _read_cfg(Path(folder))
+        cfg = _read_cfg(Path(folder))
     except (FileNotFoundError, ValueError, OSError):
         return False
+    if key is not None:
+        meta = cfg.get("meta")
+        return isinstance(meta, dict) and meta.get("key") == key
     return True
 
 
@@ -164,7 +251,7 @@ def append_row(path: str | os.PathLike, row: dict[str, Any]) -> None:
     """Append one JSON line (one write, newline-terminated, fsynced)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    line = json.dumps(_clean(row), sort_keys=True, default=_json_default, allow_nan=False) + "\n"
+    line = json.dumps(clean_json(row), sort_keys=True, default=_json_default, allow_nan=False) + "\n"
     with open(path, "ab") as f:
         # A previous writer killed mid-line leaves a torn tail, which readers have been ignoring. Close it with a
         # marker that keeps it invalid JSON forever (even a whole row that only lacked its newline: it was
@@ -222,7 +309,7 @@ def prepare_run(out: str | os.PathLike, config: dict[str, Any], resume: bool = F
     if out.exists() and not out.is_dir():
         raise RunConflict(f"{out}: exists and is not a folder")
     run_file = out / RUN_NAME
-    cfg = _clean(json.loads(json.dumps(to_dict(config), default=_json_default)))
+    cfg = clean_json(json.loads(json.dumps(to_dict(config), default=_json_default)))
     if run_file.exists() and not overwrite:
         try:
             old = json.loads(run_file.read_text())
@@ -234,3 +321,120 @@ def prepare_run(out: str | os.PathLike, config: dict[str, Any], resume: bool = F
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(run_file, cfg)
     return out
+
+
+class RunFolder:
+    """Where a run's files go: ``RunFolder(root).results_jsonl``, ``.cohort(source, backbone)``, ...
+
+    One layout for the roots of fit / cohort / transfer / sweep / reproduce runs (a reproduce run keeps its
+    sweep in ``.sweep``, itself a RunFolder). Only paths: nothing is created or read until a method says so.
+    docs/run-folder.md describes what each file holds.
+    """
+
+    __slots__ = ("root",)
+
+    def __init__(self, root: str | os.PathLike) -> None:
+        self.root = Path(root)
+
+    def __repr__(self) -> str:
+        return f"RunFolder({str(self.root)!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, RunFolder) and other.root == self.root
+
+    def __hash__(self) -> int:
+        return hash(self.root)
+
+    # files and folders
+    @property
+    def run_json(self) -> Path:
+        """The recorded config (see :func:`prepare_run`)."""
+        return self.root / RUN_NAME
+
+    @property
+    def results_jsonl(self) -> Path:
+        """Result rows of a fit / cohort / transfer run (one file)."""
+        return self.root / RESULTS_NAME
+
+    @property
+    def results_dir(self) -> Path:
+        """Result rows of a sweep (one JSONL file per job)."""
+        return self.root / RESULTS_DIR
+
+    @property
+    def models(self) -> Path:
+        """Checkpoints of single-signal fits, one per image shape."""
+        return self.root / MODELS_DIR
+
+    @property
+    def cohorts(self) -> Path:
+        return self.root / COHORTS_DIR
+
+    def cohort(self, source: str, backbone: str) -> Path:
+        """A sweep's cohort checkpoint for one (source, backbone)."""
+        return self.cohorts / f"{source}_{backbone}"
+
+    @property
+    def report(self) -> Path:
+        """Tables, figures and summary.json written by ``inrlens report``."""
+        return self.root / REPORT_DIR
+
+    @property
+    def submitit(self) -> Path:
+        """Job logs and pickles of a sweep run through submitit."""
+        return self.root / SUBMITIT_DIR
+
+    @property
+    def timings(self) -> Path:
+        """Stage wall times of a reproduce run, one entry per invocation."""
+        return self.root / TIMINGS_NAME
+
+    @property
+    def sweep(self) -> RunFolder:
+        """A reproduce run's freeze sweep."""
+        return RunFolder(self.root / SWEEP_DIR)
+
+    @property
+    def sae_dir(self) -> Path:
+        return self.root / SAE_DIR
+
+    def sae(self, condition: str) -> Path:
+        """A reproduce run's SAE run folder for one condition (e.g. ``cohort-siren``)."""
+        return self.sae_dir / condition
+
+    @property
+    def single_dir(self) -> Path:
+        return self.root / SINGLE_DIR
+
+    def single(self, backbone: str) -> Path:
+        """A reproduce run's single-signal checkpoint for one backbone."""
+        return self.single_dir / backbone
+
+    @property
+    def atlas(self) -> Path:
+        """The atom atlas (index.html)."""
+        return self.root / ATLAS_DIR
+
+    @property
+    def report_md(self) -> Path:
+        return self.root / "report.md"
+
+    @property
+    def report_html(self) -> Path:
+        return self.root / "report.html"
+
+    # results
+    def results_files(self) -> list[Path]:
+        """The run's result files that exist: results.jsonl, then every ``*.jsonl`` under results/ (sorted)."""
+        files = [self.results_jsonl] if self.results_jsonl.is_file() else []
+        if self.results_dir.is_dir():
+            files += sorted(self.results_dir.rglob("*.jsonl"))
+        return files
+
+    def rows(self) -> list[dict[str, Any]]:
+        """Every complete result row of the run (torn lines skipped)."""
+        return read_rows(self.results_files())
+
+    def done_keys(self) -> set[str]:
+        """Keys of the rows already written (the resume set)."""
+        return done_keys(self.results_files())
