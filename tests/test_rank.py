@@ -106,3 +106,37 @@ def test_rank_cli_prints_profile_and_prediction(tmp_path, capsys):
     assert f"k* = argmax sr(W) = {prof.k_w}; argmax sr(H) = {prof.k_h}" in out and "12x10 grid" in out
     assert f"{prof.sr_w[1]:.4f}" in out
     assert main(["rank", str(tmp_path / "nothing")]) == 2
+
+
+@pytest.mark.parametrize("backbone", ["siren", "ffmlp"])
+def test_centred_activation_ranks_and_rank_at_init(backbone):
+    """Centred sr(H) against numpy on the mean-subtracted activations; sr(W⁰) of an untrained cohort equals its
+    own sr(W) (Δsr = 0); after changing one layer, Δsr is the numpy difference and argmax Δsr points at it."""
+    cfg = NetConfig(backbone=backbone, width=16, depth=3, ff_features=8, ff_sigma=2.0)
+    enc = cohort_stack(cfg, 1, n_heads=2, seed=11).requires_grad_(False)
+    h, w = 7, 9
+    x = grid(h, w).double()
+    a = torch.cat([torch.sin(2 * np.pi * x @ enc.fourier[0].double()), torch.cos(2 * np.pi * x @ enc.fourier[0].double())], 1) \
+        if backbone == "ffmlp" else x
+    ref = []
+    for ell in range(cfg.depth):
+        z = a @ enc.weights[ell][0].double() + enc.biases[ell][0].double()
+        a = torch.sin(cfg.omega0 * z) if backbone == "siren" else torch.relu(z)
+        m = a.numpy()
+        ref.append(np_sr(m - m.mean(axis=0, keepdims=True)))
+    np.testing.assert_allclose(activation_ranks(enc, (h, w), centre=True), ref, rtol=1e-4)
+    prof = profile(enc, (h, w), init_seed=11)
+    np.testing.assert_allclose(prof.sr_h_centred, ref, rtol=1e-4)
+    assert prof.k_h_centred == int(np.argmax(ref))
+    np.testing.assert_allclose(prof.sr_w_init, prof.sr_w, rtol=1e-12)
+    np.testing.assert_allclose(prof.delta_sr, [0.0] * cfg.depth, atol=1e-9)
+    # make layer 1 low-rank: Δsr₁ < 0, the others 0
+    w1 = enc.weights[1][0].numpy().copy()
+    u, s, vt = np.linalg.svd(w1, full_matrices=False)
+    s[1:] *= 0.1
+    enc.weights[1].data[0] = torch.from_numpy((u * s) @ vt).float()
+    prof = profile(enc, (h, w), init_seed=11)
+    want = np_sr(enc.weights[1][0].double().numpy()) - np_sr(w1)
+    assert prof.delta_sr[1] == pytest.approx(want, rel=1e-6) and want < 0
+    assert abs(prof.delta_sr[0]) < 1e-9 and abs(prof.delta_sr[2]) < 1e-9
+    assert prof.k_delta == 0  # first index among the zero changes

@@ -1,13 +1,18 @@
-"""Stable ranks and the freeze-depth prediction (SPEC §4, Eqs. 3–4 of the paper).
+"""Stable ranks and the freeze-depth prediction (Eqs. 3–4 of the paper; docs/protocol.md).
 
 sr(M) = ‖M‖_F² / ‖M‖₂² = Σᵢ σᵢ² / σ_max²  — a continuous proxy for rank with 1 ≤ sr(M) ≤ rank(M)
 (and sr(0) := 0 for the zero matrix, which has no spectral norm to divide by).
 
 * Weight stable rank sr(W_ℓ) of every hidden layer ℓ = 0..L−1 of a trained encoder. Weights are stored as
   (in, out), the transpose of the paper's W_ℓ; a matrix and its transpose have the same singular values.
-* Activation stable rank sr(H_ℓ) of the post-activation matrix H_ℓ ∈ R^{P×width} on a coordinate grid
-  (uncentred [guess]: the rows are the raw h_ℓ(x), no mean is subtracted).
-* Prediction: k* = argmax_ℓ sr(W_ℓ) — from the encoder alone, without target data; the same for sr(H_ℓ).
+* Activation stable rank sr(H_ℓ) of the post-activation matrix H_ℓ ∈ R^{P×width} on a coordinate grid,
+  uncentred (the rows are the raw h_ℓ(x); the predictor in use) and centred (the mean over the grid's pixels
+  subtracted from every row first, H_ℓ − 1·μᵀ). The paper does not say which it uses; its SIREN sr(H₁) ≈ 32 at
+  width 256 is close to what centring gives on our cohorts (26–29) and far from the uncentred value (4–6), so
+  both are recorded and reported.
+* Stable rank at initialisation: sr(W_ℓ⁰) of the same encoder drawn again from its seed, and the change
+  Δsr_ℓ = sr(W_ℓ) − sr(W_ℓ⁰) that training made; argmax Δsr is a third predictor of the freeze depth.
+* Prediction: k* = argmax_ℓ sr(W_ℓ) — from the encoder alone, without target data; the same for sr(H_ℓ) and Δsr.
 """
 
 from __future__ import annotations
@@ -43,12 +48,26 @@ def weight_ranks(stack: Stack) -> list[float]:
     return [stable_rank(_shared(stack.weights[ell], ell)) for ell in range(stack.cfg.depth)]
 
 
-def activation_ranks(stack: Stack, shape: tuple[int, int]) -> list[float]:
-    """sr(H_ℓ) of the uncentred post-activations H_ℓ (P × width) on the H×W grid of ``shape``."""
+def activation_ranks(stack: Stack, shape: tuple[int, int], centre: bool = False) -> list[float]:
+    """sr(H_ℓ) of the post-activations H_ℓ (P × width) on the H×W grid of ``shape``; ``centre`` subtracts the
+    mean over pixels (column means) from H_ℓ first."""
     coords = grid(*shape, device=stack.weights[0].device)
     with torch.no_grad():
         _, hidden = stack.activations(coords)  # each (B_ℓ', P, width)
-    return [stable_rank(_shared(h, ell)) for ell, h in enumerate(hidden)]
+    out = []
+    for ell, h in enumerate(hidden):
+        m = _shared(h, ell).to(torch.float64)  # (P, width)
+        out.append(stable_rank(m - m.mean(dim=0, keepdim=True) if centre else m))
+    return out
+
+
+def init_weight_ranks(stack: Stack, seed: int) -> list[float]:
+    """sr(W_ℓ⁰) of the encoder ``stack`` would have had at initialisation: layers 0..L−1 drawn again from ``seed``
+    (a cohort's encoder is drawn from its cohort seed, see :func:`inrlens.nets.cohort_stack`)."""
+    from ..nets import cohort_stack
+
+    init = cohort_stack(stack.cfg, stack.out_features, 1, int(seed))
+    return weight_ranks(init)
 
 
 class RankProfile(NamedTuple):
@@ -64,6 +83,16 @@ class RankProfile(NamedTuple):
     """argmax_ℓ sr(H_ℓ) (first index on ties)."""
     grid_shape: tuple[int, int]
     """(H, W) of the grid the activations were taken on."""
+    sr_h_centred: list[float] | None = None
+    """sr(H_ℓ − mean over pixels), ℓ = 0..L−1."""
+    k_h_centred: int | None = None
+    """argmax_ℓ of the centred activation ranks."""
+    sr_w_init: list[float] | None = None
+    """sr(W_ℓ⁰) of the same encoder at initialisation (None when no seed was given)."""
+    delta_sr: list[float] | None = None
+    """Δsr_ℓ = sr(W_ℓ) − sr(W_ℓ⁰)."""
+    k_delta: int | None = None
+    """argmax_ℓ Δsr_ℓ."""
 
 
 def argmax(values: Sequence[float]) -> int:
@@ -73,11 +102,18 @@ def argmax(values: Sequence[float]) -> int:
     return max(range(len(values)), key=lambda i: (values[i], -i))
 
 
-def profile(stack: Stack, shape: tuple[int, int]) -> RankProfile:
-    """Weight and activation stable-rank profiles of an encoder and both predicted depths."""
+def profile(stack: Stack, shape: tuple[int, int], init_seed: int | None = None) -> RankProfile:
+    """Weight and activation (uncentred and centred) stable-rank profiles of an encoder and the depths they
+    predict; with ``init_seed`` also the ranks at initialisation, Δsr and argmax Δsr."""
     sw = weight_ranks(stack)
     sh = activation_ranks(stack, shape)
-    return RankProfile(sw, sh, argmax(sw), argmax(sh), (int(shape[0]), int(shape[1])))
+    shc = activation_ranks(stack, shape, centre=True)
+    w0 = delta = kd = None
+    if init_seed is not None:
+        w0 = init_weight_ranks(stack, init_seed)
+        delta = [a - b for a, b in zip(sw, w0)]
+        kd = argmax(delta)
+    return RankProfile(sw, sh, argmax(sw), argmax(sh), (int(shape[0]), int(shape[1])), shc, argmax(shc), w0, delta, kd)
 
 
-__all__ = ["stable_rank", "weight_ranks", "activation_ranks", "RankProfile", "profile", "argmax"]
+__all__ = ["stable_rank", "weight_ranks", "activation_ranks", "init_weight_ranks", "RankProfile", "profile", "argmax"]
