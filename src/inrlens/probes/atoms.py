@@ -33,7 +33,6 @@ On-disk layout (stable; the HTML atlas reads it). One SAE folder per (INR member
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, NamedTuple, Sequence
 
@@ -50,17 +49,10 @@ ABLATION_NAME = "ablation.safetensors"
 
 def save_tensors(tensors: dict[str, Tensor], path: str | os.PathLike) -> Path:
     """safetensors file written to a temp name and renamed (readers never see half a file)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    from ..store import atomic_write
+
+    cpu = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+    return atomic_write(path, lambda tmp: save_file(cpu, str(tmp)))
 
 
 def load_tensors(path: str | os.PathLike) -> dict[str, Tensor]:

@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -279,19 +278,12 @@ def train_sae(h: Tensor, cfg: SAEConfig, progress: bool = True, log_every: int =
 # ------------------------------------------------------------------------------------ checkpoints
 def save_sae(sae: TopKSAE, folder: str | os.PathLike, meta: dict[str, Any] | None = None) -> Path:
     """Save as ``folder/cfg.json`` + ``folder/sae.safetensors`` (each written to a temp name and renamed)."""
-    from ..store import atomic_write_json
+    from ..store import atomic_write, atomic_write_json
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     tensors = {k: getattr(sae, k).detach().cpu().contiguous() for k in ("W_enc", "b_enc", "W_dec", "b_dec")}
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".sae.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(tensors, tmp)
-        os.replace(tmp, folder / SAE_WEIGHTS)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    atomic_write(folder / SAE_WEIGHTS, lambda tmp: save_file(tensors, str(tmp)))
     atomic_write_json(folder / SAE_CFG, {"sae": to_dict(sae.cfg), "d": sae.d, "meta": meta or {}})
     return folder
 

@@ -10,15 +10,13 @@ def write_report(run_dir, out=None) -> list[_Path]:
     out: where to write (default run_dir/report). Returns the written paths. Raises FileNotFoundError when no
     fit rows are found.
     """
-    import json
-
-    from ..store import _clean, atomic_write_bytes, read_rows
+    from ..store import RESULTS_DIR, atomic_write_json, atomic_write_text, read_rows
     from . import figures, tables
 
     run_dir = _Path(run_dir)
     if not run_dir.exists():
         raise FileNotFoundError(f"{run_dir}: no such run folder")
-    src = run_dir / "results" if (run_dir / "results").is_dir() else run_dir
+    src = run_dir / RESULTS_DIR if (run_dir / RESULTS_DIR).is_dir() else run_dir
     rows = read_rows(src)
     summary = tables.summarise(rows)
     if not summary["table1"]:
@@ -29,10 +27,10 @@ def write_report(run_dir, out=None) -> list[_Path]:
     for name, fn in (("table1", tables.table1), ("predictions", tables.predictions_table), ("per_combination", tables.combo_tables)):
         for ext, latex in ((".md", False), (".tex", True)):
             p = out / f"{name}{ext}"
-            atomic_write_bytes(p, fn(summary, latex=latex).encode())
+            atomic_write_text(p, fn(summary, latex=latex))
             written.append(p)
     p = out / "summary.json"
-    atomic_write_bytes(p, (json.dumps(_clean(summary), indent=1, sort_keys=True) + "\n").encode())
+    atomic_write_json(p, summary, indent=1)
     written.append(p)
     for b in dict.fromkeys(r["backbone"] for r in summary["table1"]):
         written += figures.freeze_sweep(summary, b, out)

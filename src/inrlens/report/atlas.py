@@ -191,14 +191,12 @@ def _html_escape(s: str) -> str:
 
 def write_atlas(conditions: Sequence[Condition], out_dir: str | Path, title: str = "inrlens atom atlas") -> Path:
     """Write ``out_dir/index.html`` (atomically) and return its path."""
-    from ..store import atomic_write_bytes
+    from ..store import atomic_write_text
 
     if not conditions:
         raise ValueError("atlas: nothing to show (no conditions with atom maps)")
-    path = Path(out_dir) / "index.html"
-    atomic_write_bytes(path, render(atlas_data(conditions, title)).encode("utf-8"))
-    path.chmod(0o644)  # a page to open in a browser, not a private temp file
-    return path
+    # atomic_write gives the file the umask's mode: a page to open in a browser, not a private temp file
+    return atomic_write_text(Path(out_dir) / "index.html", render(atlas_data(conditions, title)))
 
 
 def build_atlas(runs: Sequence[str | Path], out_dir: str | Path, title: str = "inrlens atom atlas") -> Path:

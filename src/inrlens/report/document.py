@@ -368,14 +368,12 @@ def build(run_dir: Path, meta: dict[str, Any], sweep_rows: Sequence[dict[str, An
 
 def write(run_dir: Path, md: str, title: str = "inrlens report") -> tuple[Path, Path]:
     """Write run_dir/report.md and run_dir/report.html (atomically)."""
-    from ..store import atomic_write_bytes
+    from ..store import RunFolder, atomic_write_text
 
-    run_dir = Path(run_dir)
-    p_md, p_html = run_dir / "report.md", run_dir / "report.html"
-    atomic_write_bytes(p_md, md.encode("utf-8"))
-    atomic_write_bytes(p_html, md_to_html(md, title).encode("utf-8"))
-    for p in (p_md, p_html):
-        p.chmod(0o644)
+    run = RunFolder(run_dir)
+    p_md, p_html = run.report_md, run.report_html
+    atomic_write_text(p_md, md)  # atomic_write gives the umask's mode (a page to open, not a private temp file)
+    atomic_write_text(p_html, md_to_html(md, title))
     return p_md, p_html
 
 

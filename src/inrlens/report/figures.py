@@ -30,13 +30,13 @@ def _plt():
 
 
 def _save(fig: Any, stem: Path) -> list[Path]:
-    stem.parent.mkdir(parents=True, exist_ok=True)
+    """stem.png and stem.pdf, each written atomically (concurrent writers of one figure never collide)."""
+    from ..store import atomic_write
+
     out = []
     for ext, kw in ((".png", {"dpi": 150}), (".pdf", {})):
         path = stem.with_suffix(ext)
-        tmp = path.with_name(f".{path.stem}.tmp{ext}")
-        fig.savefig(tmp, bbox_inches="tight", **kw)
-        tmp.replace(path)
+        atomic_write(path, lambda tmp, kw=kw: fig.savefig(tmp, bbox_inches="tight", **kw))
         out.append(path)
     _plt().close(fig)
     return out

@@ -22,11 +22,11 @@ def _plt():
 
 
 def _save(fig: Any, path: str | Path) -> Path:
+    """Write the figure to path atomically (format from path's suffix), then close it."""
+    from ..store import atomic_write
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
-    tmp.replace(path)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, bbox_inches="tight"))
     _plt().close(fig)
     return path
 
