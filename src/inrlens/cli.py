@@ -1,16 +1,30 @@
 """Command-line entry point: ``inrlens <command> [flags]``; flags are generated from the config dataclasses.
 
 Every command is a frozen dataclass with a ``run()`` method living in ``inrlens.commands``; register new
-ones in :data:`COMMANDS`. Expected failures (bad input, conflicting run folder) print one line
-``inrlens: error: …`` to stderr and exit with status 2; nothing already written is touched.
+ones in :data:`COMMANDS`. Whatever goes wrong, the user sees ONE line on stderr, never a traceback:
+
+* bad input (unreadable image, conflicting run folder, bad value, missing file, a path that cannot be written:
+  permission denied, read-only file system, disk full, a file where a folder is needed) →
+  ``inrlens: error: …`` naming the path or value, exit status 2. These are checked before anything is
+  written where possible; nothing already written is touched.
+* anything unexpected (a bug) → ``inrlens: error: <Type>: <message> (traceback in PATH)``, exit status 1.
+  The full traceback goes to :func:`error_log_path`: ``$XDG_STATE_HOME/inrlens/last-error.log``
+  (``~/.local/state/inrlens/last-error.log`` when XDG_STATE_HOME is unset), or a file in the temp folder
+  when that cannot be written. Each unexpected error replaces the previous log.
+* Ctrl-C → one line saying how to continue (``--resume`` for commands that have it), exit status 130.
+* output piped into a command that stops reading (``inrlens … | head``) → quiet exit, status 141 (as a
+  program killed by SIGPIPE).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import errno
 import importlib
 import os
 import sys
 import warnings
+from pathlib import Path
 
 # name → "module:Class" (imported lazily so that `inrlens --help` stays fast)
 COMMANDS: dict[str, str] = {
@@ -25,6 +39,16 @@ COMMANDS: dict[str, str] = {
     "report": "inrlens.commands.study:Report",
     "reproduce": "inrlens.commands.reproduce:Reproduce",
 }
+EXIT_BAD_INPUT = 2
+EXIT_BUG = 1
+EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a program killed by a closed pipe
+LOG_NAME = "last-error.log"
+# OSErrors that come from the user's paths or machine (not from a bug): one line naming the path, exit 2
+PATH_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.ENOTDIR, errno.EISDIR,
+               errno.ENOENT, errno.EEXIST, errno.ENAMETOOLONG, errno.ELOOP, errno.EMFILE, errno.ENFILE}
+PATH_FLAGS = ("--out", "--config", "--figures")  # flags that name a path: an empty value is refused
+MAX_LINE = 500
 
 
 def _load(spec: str) -> type:
@@ -46,6 +70,20 @@ def _condense(text: str) -> str:
     return " ".join(keep).replace("__tyro-dummy-inner__.", "--") or "invalid command line (see inrlens --help)"
 
 
+def _say(line: str) -> None:
+    """One line on stderr; a closed stderr is not an error of its own."""
+    try:
+        print(line, file=sys.stderr, flush=True)
+    except (OSError, ValueError):
+        pass
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    line = text.splitlines()[0] if text else type(e).__name__
+    return line if len(line) <= MAX_LINE else line[: MAX_LINE - 1] + "…"
+
+
 def _parse(tyro, cmds: dict[str, type], argv: list[str]):
     """Parse argv into a command; a parse error becomes one line on stderr (None returned)."""
     import contextlib
@@ -59,34 +97,175 @@ def _parse(tyro, cmds: dict[str, type], argv: list[str]):
         if e.code in (0, None):  # --help and friends
             sys.stderr.write(buf.getvalue())
             raise
-        print(f"inrlens: error: {_condense(buf.getvalue())}", file=sys.stderr)
+        _say(f"inrlens: error: {_condense(buf.getvalue())}")
         return None
 
 
+# ------------------------------------------------------------------------------------ checks before work
+def _check_argv(argv: list[str]) -> None:
+    """Refuse an empty path flag (``--out ""`` would silently mean the current folder)."""
+    for i, tok in enumerate(argv):
+        for flag in PATH_FLAGS:
+            if tok == flag and i + 1 < len(argv) and not argv[i + 1].strip():
+                raise ValueError(f"{flag} is empty; give a folder or file path")
+            if tok.startswith(flag + "=") and not tok[len(flag) + 1 :].strip():
+                raise ValueError(f"{flag} is empty; give a folder or file path")
+
+
+def _device_fields(obj: object, prefix: str = "") -> list[tuple[str, str]]:
+    """(dotted field name, value) of every ``device`` string in a command and its nested configs."""
+    out: list[tuple[str, str]] = []
+    if not dataclasses.is_dataclass(obj) or isinstance(obj, type):
+        return out
+    if getattr(obj, "cluster", None) == "slurm":  # the device is the compute node's, not this machine's
+        return out
+    for f in dataclasses.fields(obj):
+        v = getattr(obj, f.name, None)
+        if f.name == "device" and isinstance(v, str):
+            out.append((prefix + f.name, v))
+        elif dataclasses.is_dataclass(v) and not isinstance(v, type):
+            out += _device_fields(v, f"{prefix}{f.name}.")
+    return out
+
+
+def check_device(name: str, where: str = "device") -> None:
+    """One-line ValueError unless ``name`` is 'auto', 'cpu' or a CUDA device this machine has."""
+    if name in ("auto", "cpu"):
+        return
+    import torch
+
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, TypeError, ValueError):
+        raise ValueError(f"{where} {name!r} is not a device; use 'auto', 'cpu', 'cuda' or 'cuda:N'") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"{where} {name!r}: CUDA is not available on this machine; use 'cpu' or 'auto'")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"{where} {name!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    elif dev.type != "cpu":
+        raise ValueError(f"{where} {name!r}: only 'auto', 'cpu', 'cuda' and 'cuda:N' are supported")
+
+
+def _check_command(cmd: object) -> None:
+    """Checks every command shares, run before the command writes anything."""
+    for where, name in _device_fields(cmd):
+        check_device(name, f"--{where}")
+
+
+# ------------------------------------------------------------------------------------ how failures are told
+def _os_message(e: OSError) -> str:
+    """An OSError about a path → 'PATH: reason' (the path first, as every other error line)."""
+    reason = e.strerror or _first_line(e)
+    hint = {errno.ENOTDIR: " (a part of the path is a file, not a folder)", errno.EROFS: "", errno.ENOSPC: "",
+            errno.EACCES: " (no permission to write or read there)"}.get(e.errno or 0, "")
+    if e.filename is None:
+        return _first_line(e)
+    path = os.fsdecode(e.filename)
+    if e.filename2 is not None:
+        path = f"{path} → {os.fsdecode(e.filename2)}"
+    return f"{path}: {reason}{hint}"
+
+
+def error_log_path() -> Path:
+    """Where the traceback of an unexpected error is written (see the module docstring)."""
+    state = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    return Path(state) / "inrlens" / LOG_NAME
+
+
+def _save_traceback(e: BaseException, argv: list[str]) -> str | None:
+    """Write the traceback to the error log (or a temp file); its path, or None when nothing could be written."""
+    import tempfile
+    import time
+    import traceback
+
+    text = (f"inrlens {' '.join(argv)}\n{time.strftime('%Y-%m-%d %H:%M:%S')}  python {sys.version.split()[0]}\n\n"
+            + "".join(traceback.format_exception(type(e), e, e.__traceback__)))
+    candidates = [error_log_path()]
+    uid = os.getuid() if hasattr(os, "getuid") else 0
+    candidates.append(Path(tempfile.gettempdir()) / f"inrlens-{uid}-{LOG_NAME}")
+    for path in candidates:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+            return str(path)
+        except OSError:
+            continue
+    try:
+        fd, name = tempfile.mkstemp(prefix="inrlens-", suffix=".log")
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        return name
+    except OSError:
+        return None
+
+
+def _interrupt_hint(name: str | None) -> str:
+    """How to continue after Ctrl-C, naming only flags the command has."""
+    if name == "sweep":
+        return "rerun the same command to continue (finished fits are kept)"
+    cls = _load(COMMANDS[name]) if name in COMMANDS else None
+    if cls is not None and "resume" in {f.name for f in dataclasses.fields(cls)}:
+        return "rerun with --resume to continue"
+    return "rerun the same command to start it again"
+
+
+def _quiet_stdout() -> None:
+    """After a broken pipe: point stdout at /dev/null so the exit-time flush does not fail again."""
+    try:
+        fd = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(fd, sys.stdout.fileno())
+        os.close(fd)
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    name = argv[0] if argv and argv[0] in COMMANDS else None
+    try:
+        return _main(argv)
+    except SystemExit:
+        raise
+    except BrokenPipeError:
+        _quiet_stdout()
+        return EXIT_BROKEN_PIPE
+    except KeyboardInterrupt:
+        _say(f"inrlens: interrupted; {_interrupt_hint(name)}")
+        return EXIT_INTERRUPTED
+    except Exception as e:  # noqa: BLE001 - the last resort: one line, the traceback in a file
+        from .data import ImageError
+        from .store import RunConflict
+
+        if isinstance(e, (ImageError, RunConflict, FileNotFoundError, ValueError)) and not (isinstance(e, OSError) and e.filename):
+            _say(f"inrlens: error: {_first_line(e)}")
+            return EXIT_BAD_INPUT
+        if isinstance(e, OSError) and e.errno in PATH_ERRNOS:
+            _say(f"inrlens: error: {_os_message(e)}")
+            return EXIT_BAD_INPUT
+        log = _save_traceback(e, argv)
+        where = f"traceback in {log}" if log else "the traceback could not be saved"
+        _say(f"inrlens: error: {type(e).__name__}: {_first_line(e)} ({where})")
+        return EXIT_BUG
+
+
+def _main(argv: list[str]) -> int:
     import tyro
 
-    argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] in COMMANDS:  # import only the chosen command's module
         cmds = {argv[0]: _load(COMMANDS[argv[0]])}
     else:
         cmds = {name: _load(spec) for name, spec in COMMANDS.items()}
-    from .data import ImageError
-    from .store import RunConflict
 
     warnings.simplefilter("default")
     warnings.formatwarning = lambda msg, cat, *a, **k: f"inrlens: warning: {msg}\n"  # one line per warning
-    try:
-        cmd = _parse(tyro, cmds, argv)
-        if cmd is None:
-            return 2
-        cmd.run()
-    except (ImageError, RunConflict, FileNotFoundError, ValueError) as e:
-        print(f"inrlens: error: {str(e).splitlines()[0] if str(e) else type(e).__name__}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("inrlens: interrupted; rerun with --resume to continue", file=sys.stderr)
-        return 130
+    _check_argv(argv)
+    cmd = _parse(tyro, cmds, argv)
+    if cmd is None:
+        return EXIT_BAD_INPUT
+    _check_command(cmd)
+    cmd.run()
+    sys.stdout.flush()  # a closed pipe shows up here, inside the handlers, not at interpreter exit
     return 0
 
 
