@@ -140,3 +140,36 @@ def ablation_maps(atom_maps: np.ndarray, err_maps: np.ndarray, atoms: Sequence[i
     if title:
         fig.suptitle(title, fontsize=9)
     return _save(fig, path)
+
+
+# ------------------------------------------------------------------------------------ from the decomposition library
+def render_sweep(run: Any, title: str = "") -> Path | None:
+    """n × k heat maps of an SAE run (inrlens.probes.decompose.SaeRun) when its results hold more than one
+    (n, k); None otherwise."""
+    rows = run.read_results()
+    if len({(r["n"], r["k"]) for r in rows}) <= 1:
+        return None
+    return sweep_heatmaps(rows, run.sweep_figure, title)
+
+
+def render_atoms(maps: Sequence[Any], stat_rows: Sequence[dict[str, Any]], figdir: str | Path) -> tuple[list[Path], list[Path], Path]:
+    """Figures of inrlens.probes.decompose.atom_maps_for results (of one or more runs): one gallery per SAE
+    (in its folder), one overlaid health plot per layer and the SAE statistics per layer (in ``figdir``), from
+    the diagnostics rows ``stat_rows``. Returns (galleries, health plots, statistics plot)."""
+    from ..probes.decompose import health_figure, sae_stats_figure
+
+    galleries = []
+    curves: dict[int, dict[str, tuple[np.ndarray, np.ndarray]]] = {}
+    for m in maps:
+        f = m.files
+        galleries.append(gallery(m.maps.numpy(), m.atoms.tolist(), f.gallery, f"{m.condition} layer {f.layer} (n={f.n}, k={f.k})",
+                                 rates=m.firing_rate[m.atoms].tolist()))
+        curves.setdefault(f.layer, {}).setdefault(f"{m.condition} n={f.n} k={f.k}", (m.firing_rate.numpy(), m.mean_act.numpy()))
+    plots = [health(c, health_figure(figdir, ell), f"layer {ell}: atom health") for ell, c in curves.items()]
+    return galleries, plots, sae_stats(stat_rows, sae_stats_figure(figdir), "SAE statistics per layer")
+
+
+def render_ablations(ablations: Any) -> list[Path]:
+    """One ablation figure per SAE of an inrlens.probes.decompose.ablate_atoms result (in the SAE's folder)."""
+    return [ablation_maps(a.maps.numpy(), a.err_maps.numpy(), a.atoms, a.psnr_drop.tolist(), a.locality.tolist(),
+                          a.files.ablation_figure, f"{a.condition} layer {a.files.layer}") for a in ablations.per_sae]

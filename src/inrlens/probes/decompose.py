@@ -1,0 +1,545 @@
+"""Decomposing one saved INR member: SAEs per hidden layer, atom maps, single-atom ablations (the library
+behind ``inrlens sae | atoms | ablate`` and the sae / atoms / ablate stages of ``inrlens reproduce``).
+
+Three steps, each a function that computes, writes the run folder's files and returns data (no figures:
+:mod:`inrlens.report.sae_figures` draws them from what these functions return)::
+
+    ctx  = load_member(inr_dir, images, member, data, device)      the member's grid, target, activations
+    rows = decompose(ctx, layers, sae_cfg, combos, out)             one TopK SAE per (layer ℓ, n, k)
+    maps = atom_maps_for(out, top, layers, device)                  z_j(x) of the top atoms of every SAE
+    abl  = ablate_atoms(out, layers, top, device)                   h − z_j d_j, propagated, per top atom
+
+Notation (shapes for one member on an H×W grid, P = H·W coordinates, row-major; L hidden layers of width d;
+C output channels; SAE with n atoms, k active per coordinate; see :mod:`inrlens.probes.sae`)::
+
+    h_ℓ (P, d)        hidden activation of layer ℓ = 0..L−1 on the grid
+    f   (P, C)        the member's output in [-1, 1]
+    z   (P, n)        SAE codes of h_ℓ, at most k non-zeros per row; z_j (P,) = atom j's map
+    d_j (d,)          atom j = row j of W_dec (unit norm);  ĥ = z W_dec + b_dec
+    h'  = h − z_j d_j the activation with atom j removed; f' = the rest of the network applied to h'
+
+Every file name of an SAE run folder lives in :class:`SaeRun` (and :class:`SaeFiles` for one SAE); the
+layout is documented in docs/run-folder.md.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from torch import Tensor
+
+from ..config import DataConfig, TrainConfig, config_hash, from_dict, to_dict
+from .atoms import ABLATION_NAME, ATOMS_NAME, STATS_NAME
+from .sae import SAE_CFG, SAE_WEIGHTS, SAEConfig
+
+CONTEXT_NAME = "context.json"
+RESULTS_NAME = "results.jsonl"
+ABLATIONS_NAME = "ablations.jsonl"
+SAES_DIR = "saes"
+FIGURES_DIR = "figures"
+GALLERY_NAME = "gallery.png"
+ABLATION_FIGURE = "ablation.png"
+SWEEP_FIGURE = "sweep.png"
+SAE_STATS_FIGURE = "sae_stats.png"
+_SAE_FOLDER = re.compile(r"^L(\d+)_n(\d+)_k(\d+)$")
+
+
+# ------------------------------------------------------------------------------------------- layout
+@dataclass(frozen=True)
+class SaeFiles:
+    """The files of one SAE of a run: ``<run>/saes/L{ℓ}_n{n}_k{k}/``."""
+
+    path: Path
+    layer: int
+    n: int
+    k: int
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def cfg(self) -> Path:
+        """cfg.json: {"sae": SAEConfig, "d": width, "meta": {layer, member, image, inr, condition, shape}}."""
+        return self.path / SAE_CFG
+
+    @property
+    def weights(self) -> Path:
+        """sae.safetensors: W_enc (n, d), b_enc (n,), W_dec (n, d), b_dec (d,)."""
+        return self.path / SAE_WEIGHTS
+
+    @property
+    def stats(self) -> Path:
+        """stats.safetensors: firing_rate, mean_act, mean_active (n,) float32; order (n,) int64."""
+        return self.path / STATS_NAME
+
+    @property
+    def atoms(self) -> Path:
+        """atoms.safetensors (written by :func:`atom_maps_for`)."""
+        return self.path / ATOMS_NAME
+
+    @property
+    def gallery(self) -> Path:
+        return self.path / GALLERY_NAME
+
+    @property
+    def ablation(self) -> Path:
+        """ablation.safetensors (written by :func:`ablate_atoms`)."""
+        return self.path / ABLATION_NAME
+
+    @property
+    def ablation_figure(self) -> Path:
+        return self.path / ABLATION_FIGURE
+
+    @property
+    def saved(self) -> bool:
+        """True once the SAE's weights are on disk."""
+        return self.weights.exists()
+
+
+@dataclass(frozen=True)
+class SaeRun:
+    """An SAE run folder (``inrlens sae --out``): one INR member, its SAEs and everything derived from them.
+
+    ``SaeRun(path)`` only names paths; nothing is read or created until a method asks for it.
+    """
+
+    root: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root))
+
+    @property
+    def context(self) -> Path:
+        """context.json: how to rebuild the member (inr, images, member, image, data, condition, regime,
+        backbone, shape [H, W])."""
+        return self.root / CONTEXT_NAME
+
+    @property
+    def results(self) -> Path:
+        """results.jsonl: one diagnostics row per SAE, key = hash(config, layer, n, k)."""
+        return self.root / RESULTS_NAME
+
+    @property
+    def ablations(self) -> Path:
+        """ablations.jsonl: one row per ablated atom, key = hash(inr, image, layer, n, k, atom)."""
+        return self.root / ABLATIONS_NAME
+
+    @property
+    def saes_dir(self) -> Path:
+        return self.root / SAES_DIR
+
+    @property
+    def figures(self) -> Path:
+        """figures/: sweep.png (n × k heat maps); by default also health_L{ℓ}.png and sae_stats.png."""
+        return self.root / FIGURES_DIR
+
+    @property
+    def sweep_figure(self) -> Path:
+        return self.figures / SWEEP_FIGURE
+
+    def sae(self, layer: int, n: int, k: int) -> SaeFiles:
+        """The folder of the SAE on layer ``layer`` with n atoms and TopK k (it need not exist)."""
+        return SaeFiles(self.saes_dir / f"L{int(layer)}_n{int(n)}_k{int(k)}", int(layer), int(n), int(k))
+
+    def folders(self) -> list[SaeFiles]:
+        """Every SAE folder present (saved or not), sorted by (layer, n, k)."""
+        if not self.saes_dir.is_dir():
+            return []
+        out = []
+        for d in self.saes_dir.iterdir():
+            m = _SAE_FOLDER.match(d.name)
+            if m and d.is_dir():
+                out.append(SaeFiles(d, *(int(x) for x in m.groups())))
+        return sorted(out, key=lambda s: (s.layer, s.n, s.k))
+
+    def saes(self, layers: Sequence[int] = ()) -> list[SaeFiles]:
+        """The saved SAEs (weights on disk), sorted by (layer, n, k); ``layers`` non-empty keeps only those."""
+        return [s for s in self.folders() if s.saved and (not layers or s.layer in layers)]
+
+    def read_context(self) -> dict[str, Any]:
+        if not self.context.exists():
+            raise FileNotFoundError(f"{self.root}: not an SAE run folder (no {CONTEXT_NAME}); create it with `inrlens sae`")
+        return json.loads(self.context.read_text())
+
+    def read_results(self, layers: Sequence[int] = ()) -> list[dict[str, Any]]:
+        """results.jsonl rows ([] when absent); ``layers`` non-empty keeps only those layers."""
+        from ..store import read_rows
+
+        rows = read_rows(self.results) if self.results.exists() else []
+        return [r for r in rows if not layers or r["layer"] in layers]
+
+    def read_ablations(self) -> list[dict[str, Any]]:
+        """ablations.jsonl rows ([] when absent)."""
+        from ..store import read_rows
+
+        return read_rows(self.ablations) if self.ablations.exists() else []
+
+
+def health_figure(figdir: str | Path, layer: int) -> Path:
+    """Where the overlaid atom-health plot of layer ℓ goes in a figures folder."""
+    return Path(figdir) / f"health_L{int(layer)}.png"
+
+
+def sae_stats_figure(figdir: str | Path) -> Path:
+    """Where the SAE-statistics-per-layer plot goes in a figures folder."""
+    return Path(figdir) / SAE_STATS_FIGURE
+
+
+def _as_run(run: str | Path | SaeRun) -> SaeRun:
+    return run if isinstance(run, SaeRun) else SaeRun(run)
+
+
+# ------------------------------------------------------------------------------------------- member
+@dataclass(frozen=True, eq=False)
+class MemberContext:
+    """One member of a saved INR on its own grid, with everything the probes need (read-only).
+
+    Shapes: P = H·W grid coordinates (row-major), C output channels, L hidden layers of width d.
+    """
+
+    stack: Any
+    """The saved INR (inrlens.nets.Stack), parameters frozen, on the context's device."""
+    meta: dict[str, Any]
+    """The checkpoint's metadata (regime, members, data, ...)."""
+    member: int
+    """Member index: which output head (cohort) or which independent INR of the stack."""
+    image: str
+    """Name of the member's image."""
+    shape: tuple[int, int]
+    """(H, W) of the grid."""
+    coords: Tensor
+    """(P, 2) grid coordinates in [-1, 1]."""
+    target: Tensor
+    """(P, C) the image in [-1, 1]."""
+    acts: tuple[Tensor, ...]
+    """L × (P, d): hidden activation h_ℓ of layer ℓ = 0..L−1 (a cohort's encoder is shared by all members)."""
+    f: Tensor
+    """(P, C) the member's output f = rest-of-network(h_{L−1})."""
+    record: dict[str, Any]
+    """What context.json holds: inr, images, member, image, data, condition, regime, backbone, shape."""
+
+    @property
+    def condition(self) -> str:
+        return str(self.record["condition"])
+
+    @property
+    def depth(self) -> int:
+        """L, the number of hidden layers."""
+        return int(self.stack.cfg.depth)
+
+    @property
+    def device(self) -> torch.device:
+        return self.coords.device
+
+    @classmethod
+    def from_run(cls, run_dir: str | Path | SaeRun, device: str | torch.device = "cpu") -> "MemberContext":
+        """Rebuild the member of an SAE run folder from its context.json (images are re-read)."""
+        rec = _as_run(run_dir).read_context()
+        data = from_dict(DataConfig, rec.get("data") or {}, f"{_as_run(run_dir).context} data")
+        dev = _device(device)
+        stack, meta = _load_stack(rec["inr"], dev)
+        ctx = _build(stack, meta, int(rec["member"]), tuple(rec["images"]), data, rec.get("image"), dev)
+        return replace(ctx, record=dict(rec))
+
+
+def member_names(meta: dict[str, Any]) -> list[str]:
+    """Image name of each member recorded in a checkpoint's metadata ('name@seed' → 'name'); [] if none."""
+    return [str(m).split("@")[0] for m in meta.get("members", [])]
+
+
+def pick_member(member: int | str, names: Sequence[str], count: int) -> int:
+    """A member given as an index (int or digit string) or an image name → its index in 0..count−1."""
+    if isinstance(member, int) or str(member).lstrip("-").isdigit():
+        i = int(member)
+        if not 0 <= i < count:
+            raise ValueError(f"--member {i} is outside 0..{count - 1} for this INR")
+        return i
+    if member not in names:
+        raise ValueError(f"--member {member!r} is not one of this INR's members: {', '.join(names) or '(none recorded)'}")
+    return list(names).index(member)
+
+
+def _device(device: str | torch.device) -> torch.device:
+    from ..fit import resolve_device
+
+    return device if isinstance(device, torch.device) else resolve_device(device)
+
+
+def _load_stack(inr_dir: str | Path, device: torch.device) -> tuple[Any, dict[str, Any]]:
+    from ..store import load_stack
+
+    return load_stack(inr_dir, device=device)
+
+
+def _build(stack: Any, meta: dict[str, Any], member: int, images: tuple[str, ...], data: DataConfig,
+           want: str | None, dev: torch.device) -> MemberContext:
+    """Load the member's image (``want`` by name, or the only image when no name is known), its grid and
+    activations. Raises before anything is written."""
+    from ..data import grid, harmonise_channels, resolve
+    from .sae import layer_acts, run_from
+
+    sigs = resolve(tuple(images), data)
+    names = [s.name for s in sigs]
+    if want is not None:
+        if want not in names:
+            shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+            raise ValueError(f"image {want!r} of member {member} is not among the given images ({len(sigs)} found: {shown}); "
+                             "pass the image the INR was fitted to")
+        sig = sigs[names.index(want)]
+    elif len(sigs) == 1:
+        sig = sigs[0]
+    else:
+        raise ValueError(f"member {member} records no image name and {len(sigs)} images were given; pass the one image the INR was fitted to")
+    if sig.channels != stack.out_features:
+        sig = harmonise_channels([sig], "rgb" if stack.out_features == 3 else "gray")[0]
+    coords = grid(*sig.shape, device=dev)
+    acts = tuple(layer_acts(stack, coords, member))
+    f = run_from(stack, acts[-1], stack.cfg.depth - 1, member)
+    return MemberContext(stack, meta, member, sig.name, tuple(sig.shape), coords, sig.targets().to(dev), acts, f, {})
+
+
+def load_member(inr_dir: str | Path, images: Sequence[str | Path], member: int | str = 0, data: DataConfig | None = None,
+                device: str | torch.device = "cpu", condition: str = "") -> MemberContext:
+    """Load member ``member`` (index or image name) of the INR saved in ``inr_dir`` on its image's grid.
+
+    images: the image(s) the INR was fitted to (files, folders, ``sample:NAME``). When the checkpoint records
+    its members' images, the member's own image is picked from them by name and an image of another name is
+    refused (one-line ValueError); otherwise exactly one image must be given. data: how to load the images;
+    a checkpoint that recorded its own data settings (a cohort) uses those instead. condition: the label of
+    this INR in tables and plots ('' = '<regime>-<backbone>').
+    """
+    dev = _device(device)
+    stack, meta = _load_stack(inr_dir, dev)
+    names = member_names(meta)
+    idx = pick_member(member, names, stack.members)
+    data = from_dict(DataConfig, meta["data"], f"{inr_dir} data") if "data" in meta else (data or DataConfig())
+    ctx = _build(stack, meta, idx, tuple(str(i) for i in images), data, names[idx] if idx < len(names) else None, dev)
+    regime = meta.get("regime", "single")
+    rec = {"inr": str(Path(inr_dir).resolve()),
+           "images": [str(i) if str(i).startswith("sample:") else str(Path(i).resolve()) for i in images],
+           "member": idx, "image": ctx.image, "data": to_dict(data), "condition": condition or f"{regime}-{stack.cfg.backbone}",
+           "regime": regime, "backbone": stack.cfg.backbone, "shape": list(ctx.shape)}
+    return replace(ctx, record=rec)
+
+
+# ------------------------------------------------------------------------------------------- decompose
+def sweep_combos(sae: SAEConfig, sweep_n: Sequence[int] = (), sweep_k: Sequence[int] = ()) -> tuple[list[tuple[int, int]], int]:
+    """The n × k grid (empty lists = just sae.n / sae.k) without the pairs with k > n → (combos, skipped).
+
+    Every kept pair is validated; a grid with no valid pair is a one-line ValueError."""
+    ns, ks = list(sweep_n) or [sae.n], list(sweep_k) or [sae.k]
+    combos = [(n, k) for n in ns for k in ks if k <= n]
+    if not combos:
+        replace(sae, n=ns[0], k=ks[0]).validate()  # names the problem (k exceeds n)
+        raise ValueError(f"no (n, k) with k <= n among n={ns} k={ks}")
+    for n, k in combos:
+        replace(sae, n=n, k=k).validate()
+    return combos, len(ns) * len(ks) - len(combos)
+
+
+def decompose(ctx: MemberContext, layers: Sequence[int], sae: SAEConfig, combos: Sequence[tuple[int, int]], out: str | Path,
+              resume: bool = False, overwrite: bool = False, progress: bool = True) -> list[dict[str, Any]]:
+    """Train one TopK SAE per (layer ℓ, n, k) on h_ℓ (P, d) of the member; save each with its atom statistics
+    and append one diagnostics row per SAE to ``out``/results.jsonl.
+
+    layers: hidden layers (empty = 0..L−1); combos: (n, k) pairs (empty = (sae.n, sae.k)), each trained with
+    ``replace(sae, n=n, k=k)``. Resumable: a row's key is hash(config, ℓ, n, k) with config = hash of
+    {"cmd": "sae", "context": ctx.record, "sae": sae}; keys already in results.jsonl are skipped. A folder that
+    holds another run's config is refused unless resume/overwrite (store.prepare_run).
+
+    Row: key, config, condition, regime, backbone, inr, image, member, layer, n, k, width, sae (the config), the
+    diagnostics of probes.sae.diagnostics (r2 = 1 − FVU(h, ĥ), psnr_inr, psnr_sub, psnr_sub_vs_inr, alive_pct,
+    dead_pct, rho), final_fvu, train_dead_pct, seconds, runtime, folder (relative to ``out``).
+    Returns the rows trained by this call (not the skipped ones).
+    """
+    from ..fit import runtime_info
+    from ..store import append_row, atomic_write_json, done_keys, prepare_run
+    from .atoms import save_stats
+    from .sae import diagnostics, save_sae, train_sae
+
+    L = ctx.depth
+    for ell in layers:
+        if not 0 <= ell < L:
+            raise ValueError(f"layer {ell} is outside 0..{L - 1}")
+    combos = [(int(n), int(k)) for n, k in combos] or [(sae.n, sae.k)]
+    for n, k in combos:
+        replace(sae, n=n, k=k).validate()
+    rec = ctx.record
+    conf = {"cmd": "sae", "context": rec, "sae": sae}
+    run = SaeRun(prepare_run(out, conf, resume, overwrite))
+    atomic_write_json(run.context, rec)
+    done = done_keys(run.results)
+    chash = config_hash(conf)
+    cond, stack, member = ctx.condition, ctx.stack, ctx.member
+    runtime = runtime_info(ctx.device, TrainConfig())
+    rows = []
+    for ell in list(layers) or list(range(L)):
+        for n, k in combos:
+            key = config_hash({"config": chash, "layer": ell, "n": n, "k": k})
+            if key in done:
+                continue
+            cfg = replace(sae, n=n, k=k)
+            h = ctx.acts[ell]
+            model, log = train_sae(h, cfg, progress=progress, desc=f"sae L{ell} n={n} k={k}")
+            diag, stats, _ = diagnostics(stack, model, ell, member, ctx.coords, ctx.target, h=h)
+            files = run.sae(ell, n, k)
+            save_sae(model, files.path, {"layer": ell, "member": member, "image": ctx.image, "inr": rec["inr"],
+                                         "condition": cond, "shape": list(ctx.shape)})
+            save_stats(stats, files.path)
+            row = {"key": key, "config": chash, "condition": cond, "regime": rec["regime"], "backbone": stack.cfg.backbone,
+                   "inr": rec["inr"], "image": ctx.image, "member": member, "layer": ell, "n": n, "k": k,
+                   "width": stack.cfg.width, "sae": to_dict(cfg), **diag, "final_fvu": log.fvu[-1] if log.fvu else math.nan,
+                   "train_dead_pct": 100.0 * log.dead_frac[-1] if log.dead_frac else math.nan, "seconds": log.seconds,
+                   "runtime": runtime, "folder": str(files.path.relative_to(run.root))}
+            append_row(run.results, row)
+            rows.append(row)
+    return rows
+
+
+# ------------------------------------------------------------------------------------------- atom maps
+@dataclass(frozen=True, eq=False)
+class AtomMaps:
+    """The top atoms of one SAE and their maps (what atoms.safetensors holds, plus the full statistics)."""
+
+    condition: str
+    files: SaeFiles
+    atoms: Tensor
+    """(m,) int64 atom ids, by decreasing mean magnitude (m = min(top, n))."""
+    maps: Tensor
+    """(m, H, W) float32 z_j(x) of those atoms (stored as float16)."""
+    firing_rate: Tensor
+    """(n,) fraction of the grid where each atom fires (z_j > τ)."""
+    mean_act: Tensor
+    """(n,) mean of z_j over the grid."""
+
+    @property
+    def layer(self) -> int:
+        return self.files.layer
+
+
+def _saes_or_fail(run: SaeRun, layers: Sequence[int], what: str) -> list[SaeFiles]:
+    saes = run.saes(layers)
+    if not saes:
+        raise FileNotFoundError(f"{run.root}: no SAEs{what}")
+    return saes
+
+
+def atom_maps_for(run: str | Path | SaeRun, top: int = 16, layers: Sequence[int] = (), device: str | torch.device = "cpu") -> list[AtomMaps]:
+    """For every saved SAE of the run (``layers`` non-empty: only those): codes z = SAE(h_ℓ) on the member's
+    grid, the ``top`` atoms by mean magnitude and their maps z_j reshaped to (H, W); writes atoms.safetensors
+    (atom (m,) int64, maps (m, H, W) float16, firing_rate, mean_act (m,) float32, mean_top (H, W) float32 =
+    mean of the m maps) in each SAE folder and returns the same data."""
+    from .atoms import atom_maps, load_stats, save_tensors
+    from .sae import load_sae
+
+    if top < 1:
+        raise ValueError("--top must be >= 1")
+    run = _as_run(run)
+    ctx = MemberContext.from_run(run, device)
+    saes = _saes_or_fail(run, layers, " for the requested layers" if layers else "")
+    out = []
+    for s in saes:
+        model, _ = load_sae(s.path, ctx.device)
+        stats, order = load_stats(s.path)
+        codes = model.codes(ctx.acts[s.layer])
+        ids = order[: min(top, s.n)]
+        maps = atom_maps(codes, ids, ctx.shape)  # (m, H, W)
+        save_tensors({"atom": ids, "maps": maps.half(), "firing_rate": stats.firing_rate[ids], "mean_act": stats.mean_act[ids],
+                      "mean_top": maps.mean(0).float()}, s.atoms)
+        out.append(AtomMaps(ctx.condition, s, ids, maps.cpu(), stats.firing_rate, stats.mean_act))
+    return out
+
+
+# ------------------------------------------------------------------------------------------- ablations
+@dataclass(frozen=True, eq=False)
+class AtomAblations:
+    """Single-atom ablations of one SAE: for each atom j, h' = h_ℓ − z_j d_j propagated to f'."""
+
+    condition: str
+    files: SaeFiles
+    atoms: list[int]
+    """The a ablated atom ids (top by mean magnitude)."""
+    maps: Tensor
+    """(a, H, W) atom maps z_j."""
+    err_maps: Tensor
+    """(a, H, W) |f' − f| on [0, 1], mean over channels."""
+    psnr_drop: Tensor
+    """(a,) PSNR(f, image) − PSNR(f', image) in dB."""
+    locality: Tensor
+    """(a,) Σ_{x ∈ R_j} ‖f' − f‖² / Σ_x ‖f' − f‖², R_j = {x : z_j(x) > τ}."""
+    region_frac: Tensor
+    """(a,) |R_j| / P."""
+    psnr_after: Tensor
+    """(a,) PSNR(f', image)."""
+    rows: list[dict[str, Any]]
+    """One ablations.jsonl row per atom (in atom order)."""
+
+
+@dataclass(frozen=True, eq=False)
+class Ablations:
+    """What :func:`ablate_atoms` returns."""
+
+    condition: str
+    per_sae: list[AtomAblations]
+
+    @property
+    def rows(self) -> list[dict[str, Any]]:
+        """Every row, SAE by SAE (layer, n, k order), atom by atom."""
+        return [r for a in self.per_sae for r in a.rows]
+
+
+def ablate_atoms(run: str | Path | SaeRun, layers: Sequence[int] = (2,), top: int = 10, device: str | torch.device = "cpu") -> Ablations:
+    """Remove each of the ``top`` atoms (by mean magnitude) of every saved SAE at ``layers`` (empty = every
+    layer with an SAE), one at a time: h' = h_ℓ − z_j d_j, f' = rest of the member's network applied to h'
+    (probes.atoms.ablate). Writes ablation.safetensors per SAE (atom (a,) int64, err_maps (a, H, W) float16,
+    psnr_drop, locality, region_frac, psnr_after (a,) float32) and appends one row per atom to
+    ablations.jsonl (key = hash(inr, image, layer, n, k, atom); a rerun recomputes but adds no duplicate)."""
+    from ..store import append_row, done_keys
+    from .atoms import ablate, atom_maps, load_stats, save_tensors
+    from .sae import load_sae
+
+    if top < 1:
+        raise ValueError("--top must be >= 1")
+    run = _as_run(run)
+    ctx = MemberContext.from_run(run, device)
+    saes = run.saes(layers)
+    if not saes:
+        where = f" at layer(s) {', '.join(map(str, layers))}; use --all-layers or train them" if layers else "; train them with `inrlens sae`"
+        raise FileNotFoundError(f"{run.root}: no SAEs{where}")
+    cond = ctx.condition
+    done = done_keys(run.ablations)
+    H, W = ctx.shape
+    out = []
+    for s in saes:
+        model, _ = load_sae(s.path, ctx.device)
+        _, order = load_stats(s.path)
+        h = ctx.acts[s.layer]
+        codes = model.codes(h)
+        atoms = order[: min(top, s.n)].tolist()
+        res = [ablate(ctx.stack, model, s.layer, ctx.member, h, codes, [j], ctx.target, ctx.f) for j in atoms]
+        err = torch.stack([r.err_map.reshape(H, W) for r in res])
+        vec = {a: torch.tensor([getattr(r, a) for r in res], dtype=torch.float32) for a in ("psnr_drop", "locality", "region_frac", "psnr_after")}
+        save_tensors({"atom": torch.tensor(atoms), "err_maps": err.half(), **vec}, s.ablation)
+        rows = []
+        for j, r in zip(atoms, res):
+            row = {"condition": cond, "layer": s.layer, "n": s.n, "k": s.k, "atom": j, "psnr_drop": r.psnr_drop, "psnr_after": r.psnr_after,
+                   "locality": r.locality, "region_frac": r.region_frac, "image": ctx.image, "inr": ctx.record["inr"],
+                   "figure": str(s.ablation_figure)}
+            row["key"] = config_hash({k2: row[k2] for k2 in ("inr", "image", "layer", "n", "k", "atom")})
+            if row["key"] not in done:
+                append_row(run.ablations, row)
+            rows.append(row)
+        out.append(AtomAblations(cond, s, atoms, atom_maps(codes, atoms, ctx.shape).cpu(), err.cpu(), vec["psnr_drop"], vec["locality"],
+                                 vec["region_frac"], vec["psnr_after"], rows))
+    return Ablations(cond, out)
+
+
+__all__ = ["SaeRun", "SaeFiles", "MemberContext", "load_member", "member_names", "pick_member", "sweep_combos", "decompose",
+           "AtomMaps", "atom_maps_for", "AtomAblations", "Ablations", "ablate_atoms", "health_figure", "sae_stats_figure"]
