@@ -46,6 +46,10 @@ class NetConfig:
             raise ValueError(f"width and depth must be >= 1, got width={self.width} depth={self.depth}")
         if self.ff_features < 1 or self.ff_sigma <= 0:
             raise ValueError("ff_features must be >= 1 and ff_sigma > 0")
+        for name in ("omega0", "omega0_first", "ff_sigma"):  # NaN and inf pass a plain "> 0" test
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and v > 0 and v != float("inf")):
+                raise ValueError(f"{name} must be a finite number > 0, got {v!r}")
 
 
 def default_lr(backbone: str) -> float:
@@ -73,6 +77,16 @@ class TrainConfig:
     """Use the fused Adam kernel where the device supports it (CUDA); results equal to float tolerance."""
     device: str = "auto"
     """'auto' (CUDA when available, else CPU), 'cpu', 'cuda' or 'cuda:N'."""
+
+    def __post_init__(self) -> None:
+        if not self.steps >= 1:
+            raise ValueError(f"steps must be >= 1, got {self.steps}")
+        if not self.log_every >= 1:
+            raise ValueError(f"log_every must be >= 1, got {self.log_every}")
+        if self.lr is not None and not (0 < self.lr < float("inf")):  # also refuses NaN
+            raise ValueError(f"lr must be a finite number > 0, got {self.lr}")
+        if self.target_psnr is not None and not (-float("inf") < self.target_psnr < float("inf")):
+            raise ValueError(f"target_psnr must be a finite number (dB), got {self.target_psnr}")
 
 
 @dataclass(frozen=True)
