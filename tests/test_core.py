@@ -42,7 +42,7 @@ def test_forward_matches_naive(cfg):
     assert out.shape == (3, 96, 3)
     for i, s in enumerate(seeds):
         ini = draw_init(cfg, 3, s)
-        ref = naive_forward(cfg, ini.fourier, ini.weights, ini.biases, coords)
+        ref = naive_forward(cfg, ini.encoding.get("fourier"), ini.weights, ini.biases, coords)
         torch.testing.assert_close(out[i], ref, rtol=1e-5, atol=1e-6)
 
 

@@ -16,15 +16,27 @@ import typing
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
-Backbone = Literal["siren", "ffmlp"]
+import tyro
+
+
+def _backbone_choices() -> Any:
+    from .backbones import backbone_choices
+
+    return backbone_choices()
+
+
+BackboneName = Annotated[str, tyro.conf.arg(constructor_factory=_backbone_choices,
+                                            help_behavior_hint=lambda d: "(default: " + d.strip("[]") + ")")]
+"""A registered backbone name (``inrlens.backbones``); the CLI offers the names registered when it parses."""
 
 
 @dataclass(frozen=True)
 class NetConfig:
-    """Architecture of one INR (SPEC §2, Eq. 1)."""
+    """Architecture of one INR (Eq. 1 of the paper; docs/protocol.md)."""
 
-    backbone: Backbone = "siren"
-    """'siren' (sine activations) or 'ffmlp' (Fourier features + ReLU MLP)."""
+    backbone: BackboneName = "siren"
+    """A registered backbone: 'siren' (sine activations) or 'ffmlp' (Fourier features + ReLU MLP) are built in;
+    docs/extending.md adds more."""
     width: int = 256
     """Hidden width of every encoder layer [paper]."""
     depth: int = 5
@@ -37,11 +49,12 @@ class NetConfig:
     """FFMLP: number m of Fourier frequencies; γ(x) has 2m entries [guess]."""
     ff_sigma: float = 10.0
     """FFMLP: std σ of the fixed Gaussian frequency matrix B, in cycles per unit coordinate [guess]. Scale it
-    with the image size (σ ≈ 10·res/256) when images are downscaled (see SPEC §2)."""
+    with the image size (σ ≈ 10·res/256) when images are downscaled (docs/protocol.md)."""
 
     def __post_init__(self) -> None:
-        if self.backbone not in ("siren", "ffmlp"):
-            raise ValueError(f"backbone must be 'siren' or 'ffmlp', got {self.backbone!r}")
+        from .backbones import get_backbone
+
+        get_backbone(self.backbone)  # unknown name: one-line ValueError listing the registered ones
         if self.width < 1 or self.depth < 1:
             raise ValueError(f"width and depth must be >= 1, got width={self.width} depth={self.depth}")
         if self.ff_features < 1 or self.ff_sigma <= 0:
@@ -50,11 +63,6 @@ class NetConfig:
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and v > 0 and v != float("inf")):
                 raise ValueError(f"{name} must be a finite number > 0, got {v!r}")
-
-
-def default_lr(backbone: str) -> float:
-    """Single-signal learning rate: 1e-4 for SIREN, 1e-3 for FFMLP [guess]."""
-    return 1e-4 if backbone == "siren" else 1e-3
 
 
 @dataclass(frozen=True)
@@ -220,11 +228,10 @@ def from_dict(cls: type, d: dict[str, Any], where: str = "") -> Any:
 
 
 __all__ = [
-    "Backbone",
+    "BackboneName",
     "NetConfig",
     "TrainConfig",
     "DataConfig",
-    "default_lr",
     "to_dict",
     "config_hash",
     "from_dict",

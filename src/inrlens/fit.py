@@ -1,8 +1,10 @@
-"""One Adam loop for every regime (SPEC §3): single-signal stacks, STRAINER cohorts and freeze-k transfer.
+"""One Adam loop for every regime: single-signal stacks, STRAINER cohorts and freeze-k transfer.
 
 The loop optimises a :class:`~inrlens.nets.Stack` from layer ``start`` upward. Layers below ``start`` are
-constants on a fixed grid (frozen transfer layers, the FFMLP Fourier embedding), so their output is computed
-once before the loop (the *frozen-prefix cache*) and every step runs only the trainable layers.
+constants on a fixed grid (frozen transfer layers, a fixed input encoding such as FFMLP's Fourier features),
+so their output is computed once before the loop (the *frozen-prefix cache*) and every step runs only the
+trainable layers. A trainable input encoding counts as part of layer 0: it trains when ``start`` = 0 (and is
+then recomputed inside every step, never cached) and is frozen and cached with the prefix otherwise.
 
 Loss = Σ_members MSE_member (sum of per-member means over pixels and channels, on [-1, 1] pixels). With
 independent members this makes one Adam over the stacked tensors equal B separate Adams; for a cohort it is
@@ -20,10 +22,11 @@ from typing import Any, Callable, NamedTuple, Sequence
 import torch
 from torch import Tensor
 
-from .config import NetConfig, TrainConfig, default_lr
+from .config import NetConfig, TrainConfig
 from .data import Signal, grid, group_by_shape, to_unit
 from .metrics import all_metrics, psnr_from_pm1_mse
 from .nets import Stack, cohort_stack, transfer_stack
+from .rules import lr_for
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -125,9 +128,15 @@ def run_members(stack: Stack, h: Tensor, start: int, idx: Tensor | None) -> Tens
 
 
 def make_optimizer(stack: Stack, start: int, lr: float, fused: bool = False) -> torch.optim.Adam:
-    """Adam over layers ≥ start only; layers < start get requires_grad False (frozen constants)."""
+    """Adam over layers ≥ start only; layers < start get requires_grad False (frozen constants).
+
+    A trainable input encoding belongs to layer 0: optimised (first in the list) when start = 0, frozen otherwise."""
     L = stack.cfg.depth
     params = []
+    for p in stack.encoding_params():
+        p.requires_grad_(start == 0)
+        if start == 0:
+            params.append(p)
     for ell in range(L + 1):
         for p in (stack.weights[ell], stack.biases[ell]):
             p.requires_grad_(ell >= start)
@@ -138,10 +147,17 @@ def make_optimizer(stack: Stack, start: int, lr: float, fused: bool = False) -> 
     return torch.optim.Adam(params, lr=lr, fused=True) if fused else torch.optim.Adam(params, lr=lr)
 
 
-def prefix(stack: Stack, coords: Tensor, start: int) -> Tensor:
-    """Input of layer ``start`` on a grid, with no graph: γ(x) followed by the (frozen) layers 0..start−1."""
+def prefix(stack: Stack, coords: Tensor, start: int, idx: Tensor | None = None) -> Tensor:
+    """Input of layer ``start`` on a grid, with no graph: γ(x) followed by the (frozen) layers 0..start−1, for
+    the members idx (None = all). Not for training a trainable encoding (start = 0): see :func:`caches_prefix`."""
     with torch.no_grad():
-        return stack.run(stack.embed(coords), 0, start).detach()
+        return stack.run(stack.embed(coords, idx), 0, start, idx).detach()
+
+
+def caches_prefix(stack: Stack, start: int) -> bool:
+    """Whether the input of layer ``start`` is a constant the loop may compute once: always, except when a
+    trainable encoding trains (start = 0), whose γ(x) must be recomputed inside every step."""
+    return not (start == 0 and stack.encoding_params())
 
 
 def train(
@@ -161,12 +177,13 @@ def train(
     """
     device = stack.weights[-1].device
     B = stack.members
-    lr = lr if lr is not None else (train_cfg.lr if train_cfg.lr is not None else default_lr(stack.cfg.backbone))
+    lr = lr if lr is not None else lr_for("single", stack.cfg.backbone, train_cfg.lr)
     opt = make_optimizer(stack, start, lr, fused=use_fused_adam(device, train_cfg))
 
     # Frozen-prefix cache: the input of layer `start` never changes on a fixed grid.
-    cached = [prefix(stack, g.coords, start) if use_prefix_cache else None for g in groups]
     idxs = [None if g.members == list(range(B)) else torch.tensor(g.members, device=device) for g in groups]
+    cache = use_prefix_cache and caches_prefix(stack, start)
+    cached = [prefix(stack, g.coords, start, idx) if cache else None for g, idx in zip(groups, idxs)]
     order = torch.tensor([m for g in groups for m in g.members], device=device)
     inv = torch.empty_like(order)
     inv[order] = torch.arange(order.numel(), device=device)
@@ -174,7 +191,7 @@ def train(
     def member_mse() -> Tensor:
         parts = []
         for g, h, idx in zip(groups, cached, idxs):
-            h_in = h if h is not None else stack.run(stack.embed(g.coords), 0, start)
+            h_in = h if h is not None else stack.run(stack.embed(g.coords, idx), 0, start, idx)
             pred = run_members(stack, h_in, start, idx)  # (B_g, P, C)
             parts.append(((pred - g.targets) ** 2).mean(dim=(1, 2)))
         mse = torch.cat(parts)
@@ -222,7 +239,7 @@ def train(
     if bar is not None:
         bar.close()
     with torch.no_grad():  # the last update can overflow after the last finite loss: check the weights too
-        for w in [*stack.weights, *stack.biases]:
+        for w in [*stack.encoding_params(), *stack.weights, *stack.biases]:
             alive = alive & torch.isfinite(w).flatten(1).all(1)  # (B_ℓ,) broadcasts over B
     for p in stack.parameters():
         p.requires_grad_(False)
@@ -256,7 +273,7 @@ def evaluate(stack: Stack, groups: Sequence[Group], names: Sequence[str], with_l
     with torch.no_grad():
         for g in groups:
             idx = None if g.members == list(range(B)) else torch.tensor(g.members, device=g.coords.device)
-            pred = run_members(stack, prefix(stack, g.coords, 0), 0, idx)  # (B_g, P, C)
+            pred = run_members(stack, prefix(stack, g.coords, 0, idx), 0, idx)  # (B_g, P, C)
             h, w = g.shape
             c = pred.shape[-1]
             x = to_unit(pred).reshape(-1, h, w, c).cpu()
@@ -317,7 +334,8 @@ def _chunk_group(signals: Sequence[Signal], ids: Sequence[int], repeats: int, de
 
 
 def _merge(parts: list[tuple[Stack, FitResult, list[MemberResult]]], shared: set[int]) -> tuple[Stack, FitResult, list[MemberResult]]:
-    """Concatenate chunk results along the member axis; layers in ``shared`` (frozen, B_ℓ = 1) come from chunk 0."""
+    """Concatenate chunk results along the member axis; layers in ``shared`` (frozen, B_ℓ = 1) come from chunk 0,
+    and so do the encoding tensors when -1 is in ``shared`` (a cohort's encoding, not trained per member)."""
     if len(parts) == 1:
         return parts[0]
     stacks = [p[0] for p in parts]
@@ -325,8 +343,8 @@ def _merge(parts: list[tuple[Stack, FitResult, list[MemberResult]]], shared: set
     cat = lambda ts: torch.cat([t.detach() for t in ts])  # noqa: E731
     ws = [s0.weights[ell].detach() if ell in shared else cat([s.weights[ell] for s in stacks]) for ell in range(s0.depth + 1)]
     bs = [s0.biases[ell].detach() if ell in shared else cat([s.biases[ell] for s in stacks]) for ell in range(s0.depth + 1)]
-    fourier = None if s0.fourier is None else (s0.fourier if -1 in shared else cat([s.fourier for s in stacks]))
-    stack = Stack(s0.cfg, s0.out_features, fourier, ws, bs)
+    encoding = {k: t.detach() if -1 in shared else cat([s.encoding[k] for s in stacks]) for k, t in s0.encoding.items()}
+    stack = Stack(s0.cfg, s0.out_features, encoding, ws, bs)
     for p in stack.parameters():
         p.requires_grad_(False)
     frs = [p[1] for p in parts]
@@ -376,7 +394,7 @@ def fit_cohort(signals: Sequence[Signal], net: NetConfig, train_cfg: TrainConfig
     set_precision(train_cfg.tf32)
     stack = cohort_stack(net, signals[0].channels, len(signals), seed).to(device)
     groups = _groups_for(signals, device)
-    lr = train_cfg.lr if train_cfg.lr is not None else 1e-4  # [STRAINER] both backbones
+    lr = lr_for("cohort", net.backbone, train_cfg.lr)
     fr = train(stack, groups, train_cfg, start=0, lr=lr, desc=f"cohort {net.backbone}", progress=progress)
     return stack, fr, _results(fr, evaluate(stack, groups, [s.name for s in signals], with_lpips), [seed] * len(signals))
 
@@ -384,16 +402,17 @@ def fit_cohort(signals: Sequence[Signal], net: NetConfig, train_cfg: TrainConfig
 def fit_transfer(encoder: Stack, signals: Sequence[Signal], freeze: int | None, train_cfg: TrainConfig,
                  seeds: Sequence[int] = (0,), progress: bool = True, with_lpips: bool = True,
                  use_prefix_cache: bool = True, chunk: int | None = None) -> tuple[Stack, FitResult, list[MemberResult]]:
-    """Freeze-k test-time fit (SPEC §3) of every (signal × seed) from a cohort encoder; freeze=None is the
-    no-freeze baseline. Trains only layers > k (all for None); lr defaults to 1e-4. Members are trained in
-    stacks of ``chunk`` (None = from the memory budget), as in :func:`fit_single`."""
+    """Freeze-k test-time fit of every (signal × seed) from a cohort encoder; freeze=None is the no-freeze
+    baseline. Trains only layers > k (all, and a trainable encoding, for None); lr defaults to
+    ``rules.lr_for("transfer", …)``. Members are trained in stacks of ``chunk`` (None = from the memory
+    budget), as in :func:`fit_single`."""
     _check_same_shape(signals, "fit_transfer")
     device = resolve_device(train_cfg.device)
     set_precision(train_cfg.tf32)
     member_seeds = [s for _ in signals for s in seeds]
     names = [s.name for s in signals for _ in seeds]
     start = 0 if freeze is None else freeze + 1
-    lr = train_cfg.lr if train_cfg.lr is not None else 1e-4
+    lr = lr_for("transfer", encoder.cfg.backbone, train_cfg.lr)
     tag = "none" if freeze is None else str(freeze)
     n = len(member_seeds)
     L = encoder.cfg.depth
@@ -410,5 +429,7 @@ def fit_transfer(encoder: Stack, signals: Sequence[Signal], freeze: int | None, 
                    use_prefix_cache=use_prefix_cache)
         parts.append((stack, fr, _results(fr, evaluate(stack, groups, [names[i] for i in ids], with_lpips),
                                           [member_seeds[i] for i in ids])))
-    shared = set(range(start)) | {-1}  # frozen layers 0..k and the cohort's Fourier matrix are shared by all
+    # frozen layers 0..k are shared by all members, and so is the cohort's encoding (-1) unless it trains per member
+    per_member_encoding = freeze is None and encoder.backbone.encoding_trainable
+    shared = set(range(start)) | (set() if per_member_encoding else {-1})
     return _merge(parts, shared=shared)

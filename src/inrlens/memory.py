@@ -1,4 +1,4 @@
-"""How many stack members fit a memory budget (issue 5: "chunk size chosen from a memory budget, never OOM").
+"""How many stack members fit a memory budget: the chunk size is chosen from the budget, so a fit never OOMs.
 
 A grid fits its (image × seed) members in chunks, one :class:`~inrlens.nets.Stack` per chunk. This module
 estimates the bytes one *member* of such a stack costs during training and divides a budget by it.
@@ -6,15 +6,19 @@ estimates the bytes one *member* of such a stack costs during training and divid
 Per member, with P pixels, width w, depth L, C output channels and trainable layers ``trainable_from..L``
 (t = trainable_from; layers below t are frozen and shared by every member, so they cost nothing per member):
 
-* parameters of layers ≥ t, each held 4 times: value, gradient, Adam exp_avg and exp_avg_sq;
-* the cached input of layer t (P × d_t): the frozen-prefix cache. For t = 0 this is γ(x): (P, 2) for SIREN,
-  (P, 2m) for FFMLP whose Fourier matrix is per member in a single-fit stack;
-* activations saved for backward, per trainable hidden layer: the linear output z, the scaled ω₀·z that sin
-  saves (SIREN) or the ReLU output (FFMLP), and the post-activation that the next matmul saves: 3 × (P × w);
+* parameters of layers ≥ t, each held 4 times: value, gradient, Adam exp_avg and exp_avg_sq (for t = 0 a
+  trainable input encoding counts as part of layer 0);
+* the cached input of layer t (P × d_t): the frozen-prefix cache. For t = 0 this is γ(x) (P × d₀, d₀ from the
+  backbone: 2 for SIREN, 2m for FFMLP), plus a fixed encoding's own tensors, which are per member in a
+  single-fit stack (FFMLP's (2, m) Fourier matrix); a trainable encoding at t = 0 is recomputed every step
+  instead, and its backward keeps ``Backbone.embed_saved`` elements per pixel;
+* activations saved for backward, per trainable hidden layer: ``Backbone.saved_per_hidden`` × (P × w). For
+  SIREN and FFMLP that is 3: the linear output z, the scaled ω₀·z that sin saves (SIREN) or the ReLU output
+  (FFMLP), and the post-activation that the next matmul saves;
 * transient gradients during backward: about 2 × (P × w) alive at once (grad of h_ℓ and of z_ℓ);
 * targets, prediction, residual and its square: 4 × (P × C).
 
-Everything is float32 (SIREN fitting stays out of bf16, DESIGN.md). The estimate is checked against the bytes
+Everything is float32 (INR fitting stays out of bf16). The estimate is checked against the bytes
 autograd actually saves (tests/test_perf_equivalence.py) and, on CUDA, against the allocator's peak.
 """
 
@@ -24,6 +28,7 @@ import os
 
 import torch
 
+from .backbones import get_backbone
 from .config import NetConfig
 
 BYTES = 4  # float32
@@ -43,15 +48,21 @@ def member_bytes(net: NetConfig, pixels: int, out_features: int, trainable_from:
     t = int(trainable_from)
     if not 0 <= t <= L:
         raise ValueError(f"trainable_from must be in 0..{L} (L = depth; {L} trains the head only), got {t}")
-    d0 = 2 * net.ff_features if net.backbone == "ffmlp" else 2
+    bb = get_backbone(net.backbone)
+    d0 = int(bb.encoding_dim(net))
     dims = [(d0, w)] + [(w, w)] * (L - 1) + [(w, out_features)]  # (in, out) of layers 0..L
     params = sum(i * o + o for i, o in dims[t:])
+    enc = int(bb.encoding_numel(net))  # the member's own encoding tensors (single fits: one per member)
+    if t == 0 and bb.encoding_trainable:
+        params += enc  # trained with layer 0
     elems = 4 * params  # value, grad, Adam m, Adam v
-    elems += pixels * dims[t][0]  # cached input of the first trainable layer
-    if t == 0 and net.backbone == "ffmlp":
-        elems += 2 * net.ff_features  # the member's own Fourier matrix (2, m)
+    elems += pixels * dims[t][0]  # cached input of the first trainable layer (γ(x) for t = 0)
+    if t == 0 and not bb.encoding_trainable:
+        elems += enc  # a fixed encoding: just the values (FFMLP's Fourier matrix (2, m))
+    if t == 0 and bb.encoding_trainable:
+        elems += pixels * int(bb.embed_saved(net))  # γ(x) is recomputed each step; its backward keeps these
     hidden_trainable = L - t  # trainable hidden layers t..L-1
-    elems += hidden_trainable * 3 * pixels * w
+    elems += hidden_trainable * int(bb.saved_per_hidden(net)) * pixels * w
     elems += (2 * pixels * w) if hidden_trainable > 0 else pixels * out_features
     elems += 4 * pixels * out_features
     return BYTES * elems

@@ -1,6 +1,8 @@
-"""SIREN and FFMLP as *stacks*: B INRs of one architecture run together (SPEC §2, DESIGN "Many INRs at once").
+"""INRs as *stacks*: B INRs of one architecture run together, any registered backbone.
 
 Eq. 1 of the paper:  h₀ = γ(x);  h_ℓ = φ(W_ℓ h_{ℓ−1} + b_ℓ) for ℓ = 0..L−1;  f(x) = W_out h_{L−1} + b_out.
+What γ and φ are, and how layers are initialised, is the backbone's business (:mod:`inrlens.backbones`); this
+module only stacks members.
 
 A :class:`Stack` stores every linear layer as a weight of shape (B_ℓ, in, out) and a bias (B_ℓ, 1, out),
 where the member count B_ℓ is either B (one weight per member) or 1 (one weight shared by every member,
@@ -10,24 +12,28 @@ broadcast). Layer index L is the linear head. So
 * a STRAINER cohort: encoder layers 0..L−1 with B_ℓ = 1, the head with B_L = N;
 * a freeze-k transfer: layers 0..k shared (frozen, from the cohort), layers k+1..L per member.
 
-Member i draws its whole init from ``torch.Generator().manual_seed(seeds[i])`` in a fixed order (Fourier
-matrix, then W₀, b₀, W₁, b₁, …, W_L, b_L), always on the CPU, so member i of any stack equals the INR
+The backbone's encoding tensors (FFMLP: the Fourier matrix ``fourier``) are stored the same way, with a
+leading member axis of size B or 1; fixed ones are buffers, trainable ones parameters (part of layer 0).
+
+Member i draws its whole init from ``torch.Generator().manual_seed(seeds[i])`` in a fixed order (encoding
+tensors, then W₀, b₀, W₁, b₁, …, W_L, b_L), always on the CPU, so member i of any stack equals the INR
 built alone with that seed, on any device, and a re-initialised layer ℓ of a transfer equals layer ℓ of a
 random init with the same seed.
 """
 
 from __future__ import annotations
 
-import math
 import os
-from typing import NamedTuple, Sequence
+import re
+from typing import Mapping, NamedTuple, Sequence
 
 import torch
 from torch import Tensor, nn
 
+from .backbones import get_backbone
 from .config import NetConfig
 
-# Speed-ups of the forward pass (issue 5). Both give the same function up to float rounding (checked by
+# Speed-ups of the forward pass. Both give the same function up to float rounding (checked by
 # tests/test_perf_equivalence.py) and are recorded with every result by fit.runtime_info; set them to False
 # (or INRLENS_FOLD_OMEGA=0 / INRLENS_FUSED_BIAS=0 in the environment) for the plain formulation.
 FOLD_OMEGA: bool = os.environ.get("INRLENS_FOLD_OMEGA", "1") != "0"
@@ -41,8 +47,8 @@ run a narrow shared input (SIREN's 2-d coordinates) as a batched GEMM so that it
 class Init(NamedTuple):
     """One member's freshly drawn parameters (CPU tensors)."""
 
-    fourier: Tensor | None
-    """(2, m) frequency matrix B of FFMLP (None for SIREN)."""
+    encoding: dict[str, Tensor]
+    """The backbone's encoding tensors by name (FFMLP: ``fourier`` of shape (2, m); empty for SIREN)."""
     weights: list[Tensor]
     """L+1 weights, layer ℓ of shape (in_ℓ, out_ℓ); the last one is the head."""
     biases: list[Tensor]
@@ -50,32 +56,27 @@ class Init(NamedTuple):
 
 
 def layer_dims(cfg: NetConfig, out_features: int) -> list[tuple[int, int]]:
-    """(in, out) of the L hidden layers and the head."""
-    first_in = 2 * cfg.ff_features if cfg.backbone == "ffmlp" else 2
+    """(in, out) of the L hidden layers and the head; layer 0's input is the backbone's encoding size d₀."""
+    first_in = int(get_backbone(cfg.backbone).encoding_dim(cfg))
     dims = [(first_in, cfg.width)] + [(cfg.width, cfg.width)] * (cfg.depth - 1)
     return dims + [(cfg.width, out_features)]
 
 
 def draw_init(cfg: NetConfig, out_features: int, seed: int) -> Init:
-    """Draw one INR's parameters from its own generator (SPEC §2 init ranges).
-
-    SIREN: W₀ ~ U(±1/in); hidden and head W ~ U(±√(6/in)/ω₀) [STRAINER]; biases U(±1/√in) (nn.Linear).
-    FFMLP: B ~ N(0, σ²) of shape (2, m); weights and biases as PyTorch's nn.Linear default, U(±1/√in).
-    """
+    """Draw one INR's parameters from its own generator: the encoding tensors first, then W₀, b₀, …, W_L, b_L,
+    each layer from the backbone's :meth:`~inrlens.backbones.Backbone.init_layer` (init ranges documented there)."""
+    bb = get_backbone(cfg.backbone)
     g = torch.Generator().manual_seed(int(seed))
-    fourier = None
-    if cfg.backbone == "ffmlp":
-        fourier = torch.randn(2, cfg.ff_features, generator=g) * cfg.ff_sigma
+    encoding = dict(bb.draw_encoding(cfg, g))
     weights, biases = [], []
     for ell, (fan_in, fan_out) in enumerate(layer_dims(cfg, out_features)):
-        if cfg.backbone == "siren":
-            a = 1.0 / fan_in if ell == 0 else math.sqrt(6.0 / fan_in) / cfg.omega0
-        else:
-            a = 1.0 / math.sqrt(fan_in)
-        weights.append(torch.empty(fan_in, fan_out).uniform_(-a, a, generator=g))
-        bb = 1.0 / math.sqrt(fan_in)
-        biases.append(torch.empty(1, fan_out).uniform_(-bb, bb, generator=g))
-    return Init(fourier, weights, biases)
+        w, b = bb.init_layer(cfg, ell, fan_in, fan_out, g)
+        if tuple(w.shape) != (fan_in, fan_out) or tuple(b.shape) != (1, fan_out):
+            raise ValueError(f"backbone {bb.name!r}: init_layer({ell}) returned shapes {tuple(w.shape)}, {tuple(b.shape)}; "
+                             f"expected ({fan_in}, {fan_out}) and (1, {fan_out})")
+        weights.append(w)
+        biases.append(b)
+    return Init(encoding, weights, biases)
 
 
 def linear(h: Tensor, w: Tensor, b: Tensor) -> Tensor:
@@ -112,32 +113,59 @@ def linear(h: Tensor, w: Tensor, b: Tensor) -> Tensor:
     raise ValueError(f"member counts do not broadcast: input {bh}, weight {bw}")
 
 
+_RESERVED = {"cfg", "backbone", "out_features", "weights", "biases", "encoding", "encoding_names"}
+
+
 class Stack(nn.Module):
     """B INRs of one architecture with stacked weights (see module docstring).
 
-    Parameters are ``weight{ℓ}`` (B_ℓ, in, out) and ``bias{ℓ}`` (B_ℓ, 1, out) for ℓ = 0..L (L = head);
-    FFMLP's fixed frequency matrix is the buffer ``fourier`` (B_f, 2, m), never trained.
+    Parameters are ``weight{ℓ}`` (B_ℓ, in, out) and ``bias{ℓ}`` (B_ℓ, 1, out) for ℓ = 0..L (L = head). The
+    backbone's encoding tensors are attributes under their own names with shape (B_f, …), B_f ∈ {1, B}:
+    buffers when fixed (FFMLP's frequency matrix ``fourier`` (B_f, 2, m), never trained), parameters when the
+    backbone's encoding is trainable (optimised with layer 0, see :mod:`inrlens.backbones.base`).
     """
 
-    def __init__(self, cfg: NetConfig, out_features: int, fourier: Tensor | None, weights: Sequence[Tensor], biases: Sequence[Tensor]):
+    def __init__(self, cfg: NetConfig, out_features: int, encoding: Mapping[str, Tensor] | None,
+                 weights: Sequence[Tensor], biases: Sequence[Tensor]):
         super().__init__()
         self.cfg = cfg
+        self.backbone = get_backbone(cfg.backbone)
         self.out_features = int(out_features)
         if len(weights) != cfg.depth + 1 or len(biases) != cfg.depth + 1:
             raise ValueError(f"expected {cfg.depth + 1} layers, got {len(weights)}")
-        self.register_buffer("fourier", fourier)
+        encoding = dict(encoding or {})
+        for name, t in encoding.items():
+            if not name.isidentifier() or name in _RESERVED or re.fullmatch(r"(weight|bias)\d+", name) or hasattr(self, name):
+                raise ValueError(f"backbone {self.backbone.name!r}: encoding tensor name {name!r} is not allowed "
+                                 "(use an identifier that is not a Stack attribute nor weight<i>/bias<i>)")
+            if not isinstance(t, Tensor) or t.ndim < 1:
+                raise ValueError(f"encoding tensor {name!r} must be a tensor with a leading member axis")
+            if self.backbone.encoding_trainable:
+                self.register_parameter(name, nn.Parameter(t))
+            else:
+                self.register_buffer(name, t)
+        self.encoding_names: tuple[str, ...] = tuple(encoding)
         self.weights = nn.ParameterList([nn.Parameter(w) for w in weights])
         self.biases = nn.ParameterList([nn.Parameter(b) for b in biases])
+
+    @property
+    def encoding(self) -> dict[str, Tensor]:
+        """The encoding tensors by name, each (B_f, …) (the live tensors, not copies)."""
+        return {name: getattr(self, name) for name in self.encoding_names}
+
+    def encoding_params(self) -> list[nn.Parameter]:
+        """The encoding tensors that are parameters (a trainable encoding); [] for a fixed one."""
+        return [t for t in self.encoding.values() if isinstance(t, nn.Parameter)]
 
     # ------------------------------------------------------------------ construction
     @classmethod
     def init(cls, cfg: NetConfig, out_features: int, seeds: Sequence[int]) -> "Stack":
         """B = len(seeds) independent INRs, member i drawn from seeds[i]."""
         inits = [draw_init(cfg, out_features, s) for s in seeds]
-        fourier = torch.stack([i.fourier for i in inits]) if cfg.backbone == "ffmlp" else None
+        encoding = {name: torch.stack([i.encoding[name] for i in inits]) for name in inits[0].encoding}
         ws = [torch.stack([i.weights[ell] for i in inits]) for ell in range(cfg.depth + 1)]
         bs = [torch.stack([i.biases[ell] for i in inits]) for ell in range(cfg.depth + 1)]
-        return cls(cfg, out_features, fourier, ws, bs)
+        return cls(cfg, out_features, encoding, ws, bs)
 
     @property
     def depth(self) -> int:
@@ -146,22 +174,23 @@ class Stack(nn.Module):
     @property
     def members(self) -> int:
         """B: the largest member count over layers."""
-        return max([w.shape[0] for w in self.weights] + [1 if self.fourier is None else self.fourier.shape[0]])
+        return max([w.shape[0] for w in self.weights] + [t.shape[0] for t in self.encoding.values()])
 
     def layer_members(self, ell: int) -> int:
         return int(self.weights[ell].shape[0])
 
     # ------------------------------------------------------------------ forward
-    def embed(self, coords: Tensor) -> Tensor:
-        """γ(x): coords (P, 2) → (B_f, P, d₀). SIREN: identity (1, P, 2); FFMLP: [sin 2πxB, cos 2πxB]."""
-        x = coords.unsqueeze(0)  # (1, P, 2)
-        if self.cfg.backbone == "siren":
-            return x
-        proj = 2.0 * math.pi * torch.matmul(x, self.fourier)  # (B_f, P, m)
-        return torch.cat([torch.sin(proj), torch.cos(proj)], dim=-1)  # (B_f, P, 2m)
+    def embed(self, coords: Tensor, idx: Tensor | None = None) -> Tensor:
+        """γ(x): coords (P, 2) → (B_f, P, d₀) by the backbone (SIREN: the coordinates (1, P, 2); FFMLP:
+        [sin 2πxB, cos 2πxB]). idx (optional) restricts per-member encoding tensors to those members."""
+        enc = self.encoding
+        if idx is not None:
+            enc = {k: (t[idx] if t.shape[0] > 1 else t) for k, t in enc.items()}
+        return self.backbone.embed(self.cfg, enc, coords)
 
     def layer(self, ell: int, h: Tensor, idx: Tensor | None = None) -> Tensor:
-        """Apply layer ℓ to its input h (B_h, P, in): hidden layers include φ, the head (ℓ = L) does not.
+        """Apply layer ℓ to its input h (B_h, P, in): hidden layers include the backbone's activation, the head
+        (ℓ = L) is affine.
 
         idx (optional, LongTensor) restricts per-member weights to those members (shared weights stay shared).
         """
@@ -170,12 +199,7 @@ class Stack(nn.Module):
             w, b = w[idx], b[idx]
         if ell == self.cfg.depth:
             return linear(h, w, b)
-        if self.cfg.backbone == "siren":
-            w0 = self.cfg.omega0_first if ell == 0 else self.cfg.omega0
-            if FOLD_OMEGA:  # sin(ω₀(hW + b)) = sin(h(ω₀W) + ω₀b): scale the (in, out) weight, not the (P, out) output
-                return torch.sin(linear(h, w * w0, b * w0))
-            return torch.sin(w0 * linear(h, w, b))
-        return torch.relu(linear(h, w, b))
+        return self.backbone.hidden(self.cfg, ell, h, w, b)
 
     def run(self, h: Tensor, start: int = 0, stop: int | None = None, idx: Tensor | None = None) -> Tensor:
         """Apply layers start..stop−1 to h, the input of layer ``start`` (stop defaults to L+1, the output)."""
@@ -201,15 +225,15 @@ class Stack(nn.Module):
     def member(self, i: int) -> "Stack":
         """A detached single-member Stack (B = 1) holding member i's parameters (shared layers included)."""
         pick = lambda t: t[min(i, t.shape[0] - 1)].unsqueeze(0).detach().clone()  # noqa: E731
-        fourier = None if self.fourier is None else pick(self.fourier)
-        return Stack(self.cfg, self.out_features, fourier, [pick(w) for w in self.weights], [pick(b) for b in self.biases])
+        encoding = {k: pick(t) for k, t in self.encoding.items()}
+        return Stack(self.cfg, self.out_features, encoding, [pick(w) for w in self.weights], [pick(b) for b in self.biases])
 
     def select(self, idx: Sequence[int]) -> "Stack":
         """A detached Stack with members idx (layers shared by all stay shared)."""
         ix = torch.as_tensor(list(idx), dtype=torch.long)
         sel = lambda t: t.detach().clone() if t.shape[0] == 1 else t.detach()[ix.to(t.device)].clone()  # noqa: E731
-        fourier = None if self.fourier is None else sel(self.fourier)
-        return Stack(self.cfg, self.out_features, fourier, [sel(w) for w in self.weights], [sel(b) for b in self.biases])
+        encoding = {k: sel(t) for k, t in self.encoding.items()}
+        return Stack(self.cfg, self.out_features, encoding, [sel(w) for w in self.weights], [sel(b) for b in self.biases])
 
 
 def cohort_stack(cfg: NetConfig, out_features: int, n_heads: int, seed: int) -> Stack:
@@ -221,17 +245,19 @@ def cohort_stack(cfg: NetConfig, out_features: int, n_heads: int, seed: int) -> 
     heads = [enc] + [draw_init(cfg, out_features, seed + i) for i in range(1, n_heads)]
     ws = [w.unsqueeze(0) for w in enc.weights[:-1]] + [torch.stack([h.weights[-1] for h in heads])]
     bs = [b.unsqueeze(0) for b in enc.biases[:-1]] + [torch.stack([h.biases[-1] for h in heads])]
-    fourier = None if enc.fourier is None else enc.fourier.unsqueeze(0)
-    return Stack(cfg, out_features, fourier, ws, bs)
+    encoding = {k: t.unsqueeze(0) for k, t in enc.encoding.items()}
+    return Stack(cfg, out_features, encoding, ws, bs)
 
 
 def transfer_stack(encoder: Stack, freeze: int | None, seeds: Sequence[int], out_features: int) -> Stack:
-    """Test-time model from a cohort encoder (SPEC §3).
+    """Test-time model from a cohort encoder.
 
     freeze = k ∈ 0..L−1: layers 0..k are the cohort's (shared, B_ℓ = 1, to be frozen), layers k+1..L−1 and
     the head are drawn fresh per member from seeds. freeze = None (the no-freeze / STRAINER baseline): every
     encoder layer starts from the cohort (copied per member, all trainable) and the head is fresh.
-    The Fourier matrix (FFMLP) is always the cohort's.
+    Encoding tensors are always the cohort's: a fixed encoding (FFMLP's Fourier matrix) and a trainable one
+    under freeze k ≥ 0 are shared (B_f = 1); a trainable one under no-freeze is copied per member (it trains
+    with layer 0).
     """
     cfg = encoder.cfg
     L = cfg.depth
@@ -240,6 +266,9 @@ def transfer_stack(encoder: Stack, freeze: int | None, seeds: Sequence[int], out
     for ell in range(L):
         if encoder.weights[ell].shape[0] != 1:
             raise ValueError("transfer needs an encoder whose hidden layers are shared (a cohort stack)")
+    for name, t in encoder.encoding.items():
+        if t.shape[0] != 1:
+            raise ValueError(f"transfer needs an encoder whose encoding is shared (a cohort stack); {name!r} has {t.shape[0]} members")
     inits = [draw_init(cfg, out_features, s) for s in seeds]
     B = len(seeds)
     ws, bs = [], []
@@ -254,5 +283,9 @@ def transfer_stack(encoder: Stack, freeze: int | None, seeds: Sequence[int], out
             b = torch.stack([i.biases[ell] for i in inits]).to(encoder.weights[0].device)
         ws.append(w)
         bs.append(b)
-    fourier = None if encoder.fourier is None else encoder.fourier.detach().clone()
-    return Stack(cfg, out_features, fourier, ws, bs)
+    per_member = freeze is None and encoder.backbone.encoding_trainable
+    encoding = {}
+    for name, t in encoder.encoding.items():
+        t = t.detach().clone()
+        encoding[name] = t.expand(B, *t.shape[1:]).clone() if per_member else t
+    return Stack(cfg, out_features, encoding, ws, bs)

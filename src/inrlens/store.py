@@ -22,6 +22,7 @@ from typing import Any, Callable, Iterable, Iterator
 import torch
 from safetensors.torch import load_file, save_file
 
+from .backbones import get_backbone
 from .config import NetConfig, to_dict
 from .nets import Stack
 
@@ -168,8 +169,7 @@ def save_stack(stack: Stack, folder: str | os.PathLike, meta: dict[str, Any] | N
     folder.mkdir(parents=True, exist_ok=True)
     tensors = {f"weight{i}": w.detach().cpu().contiguous() for i, w in enumerate(stack.weights)}
     tensors.update({f"bias{i}": b.detach().cpu().contiguous() for i, b in enumerate(stack.biases)})
-    if stack.fourier is not None:
-        tensors["fourier"] = stack.fourier.detach().cpu().contiguous()
+    tensors.update({name: t.detach().cpu().contiguous() for name, t in stack.encoding.items()})  # e.g. FFMLP's "fourier"
     digest = ""
 
     def write(tmp: Path) -> None:
@@ -237,10 +237,12 @@ def load_stack(folder: str | os.PathLike, device: str | torch.device = "cpu") ->
     except Exception as e:  # noqa: BLE001 - safetensors raises its own error types for damaged files
         raise ValueError(f"{model_path}: not a readable safetensors file ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
     n = net.depth + 1
-    missing = [k for k in [*(f"weight{i}" for i in range(n)), *(f"bias{i}" for i in range(n))] if k not in t]
+    enc_names = get_backbone(net.backbone).encoding_names(net)
+    missing = [k for k in [*enc_names, *(f"weight{i}" for i in range(n)), *(f"bias{i}" for i in range(n))] if k not in t]
     if missing:
         raise ValueError(f"{model_path}: missing tensors {', '.join(missing[:4])} for a depth-{net.depth} {net.backbone}")
-    stack = Stack(net, int(cfg["out_features"]), t.get("fourier"), [t[f"weight{i}"] for i in range(n)], [t[f"bias{i}"] for i in range(n)])
+    stack = Stack(net, int(cfg["out_features"]), {k: t[k] for k in enc_names}, [t[f"weight{i}"] for i in range(n)],
+                  [t[f"bias{i}"] for i in range(n)])
     for p in stack.parameters():
         p.requires_grad_(False)
     return stack, cfg.get("meta", {})

@@ -1,26 +1,73 @@
-"""Backbone registry (being filled in): one object per INR architecture. Placeholder with the registry API
-the rest of the package uses: :func:`get_backbone` (unknown names fail loudly) and :func:`backbone_names`."""
+"""Backbone registry: one :class:`Backbone` object per INR architecture, looked up by name.
+
+Built in: ``siren`` (sine activations) and ``ffmlp`` (Fourier features + ReLU MLP), in that order. A backbone
+registered with :func:`register_backbone` is valid everywhere a name is taken: ``NetConfig.backbone`` and the
+CLI's ``--net.backbone`` choices, every fit, checkpoints, the memory estimate behind chunk sizes, stable ranks,
+SAEs, and the report, which groups backbones in registry order (:func:`backbone_order`). How to write one:
+:mod:`inrlens.backbones.base` and docs/extending.md.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import Literal
+
+from .base import Backbone, Encoding
+
+_REGISTRY: dict[str, Backbone] = {}
 
 
-@dataclass(frozen=True)
-class Backbone:
-    name: str
-    default_lr: float
+def register_backbone(backbone: Backbone, replace: bool = False) -> Backbone:
+    """Add ``backbone`` under ``backbone.name`` (after those already registered) and return it.
+
+    A name already taken is an error unless ``replace`` (the replacement keeps its place in the order)."""
+    if not isinstance(backbone, Backbone):
+        raise TypeError(f"register_backbone expects a Backbone instance, got {type(backbone).__name__}")
+    name = backbone.name
+    if not isinstance(name, str) or not name or name != name.strip() or any(c.isspace() or c in "/|,=" for c in name):
+        raise ValueError(f"backbone name must be a non-empty word without spaces, '/', '|', ',' or '=', got {name!r}")
+    if name in _REGISTRY and not replace:
+        raise ValueError(f"backbone {name!r} is already registered (pass replace=True to replace it)")
+    if not (isinstance(backbone.default_lr, (int, float)) and backbone.default_lr > 0):
+        raise ValueError(f"backbone {name!r}: default_lr must be a number > 0, got {backbone.default_lr!r}")
+    _REGISTRY[name] = backbone
+    return backbone
 
 
-_REGISTRY: dict[str, Backbone] = {"siren": Backbone("siren", 1e-4), "ffmlp": Backbone("ffmlp", 1e-3)}
+def unregister_backbone(name: str) -> None:
+    """Remove a registered backbone (tests and plug-ins that clean up after themselves); unknown names fail."""
+    get_backbone(name)
+    del _REGISTRY[name]
 
 
 def get_backbone(name: str) -> Backbone:
-    try:
+    """The backbone registered as ``name``; one-line ValueError listing the registered names otherwise."""
+    if isinstance(name, str) and name in _REGISTRY:
         return _REGISTRY[name]
-    except KeyError:
-        raise ValueError(f"unknown backbone {name!r}; registered: {', '.join(_REGISTRY)}") from None
+    raise ValueError(f"unknown backbone {name!r}; registered: {', '.join(_REGISTRY)}")
 
 
 def backbone_names() -> tuple[str, ...]:
+    """Registered names, in registration order (built-ins first: siren, ffmlp)."""
     return tuple(_REGISTRY)
+
+
+def backbone_order(name: str) -> int:
+    """Sort key for grouping by backbone (reports, tables): the registry position; unknown names sort last."""
+    names = backbone_names()
+    return names.index(name) if name in names else len(names)
+
+
+def backbone_choices() -> object:
+    """``Literal[<registered names>]``, evaluated when a command line is parsed (tyro's choices)."""
+    return Literal[backbone_names()]  # type: ignore[valid-type]
+
+
+# Built-ins last: their modules import inrlens.nets, which imports this package's functions above.
+from .ffmlp import FFMLP, FourierMLP  # noqa: E402
+from .siren import SIREN, Siren  # noqa: E402
+
+register_backbone(SIREN)
+register_backbone(FFMLP)
+
+__all__ = ["Backbone", "Encoding", "register_backbone", "unregister_backbone", "get_backbone", "backbone_names",
+           "backbone_order", "backbone_choices", "Siren", "FourierMLP", "SIREN", "FFMLP"]
