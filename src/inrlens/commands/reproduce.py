@@ -195,7 +195,7 @@ def stage_single(plan: Plan, run: Path, bar_factory) -> dict[str, Path]:
 
 
 def conditions(plan: Plan, run: Path) -> list[tuple[str, Path, Path]]:
-    """(condition name, INR folder, SAE run folder) for every decomposed INR."""
+    """(condition name, INR folder, SAE run folder) for every decomposed INR: {single, cohort} × backbones."""
     out = []
     for regime in plan.study["conditions"]:
         for b in plan.spec.backbones:
@@ -205,35 +205,54 @@ def conditions(plan: Plan, run: Path) -> list[tuple[str, Path, Path]]:
 
 
 def stage_sae(plan: Plan, run: Path, bar_factory) -> None:
-    from .sae import Sae
+    """One TopK SAE (plan.sae) per hidden layer of each condition: the cohort's head study.member and the
+    single-signal INR of that head's image, each on that image's grid (resumable)."""
+    from ..fit import resolve_device
+    from ..probes.decompose import SaeRun, decompose, load_member
+    from ..report.sae_figures import render_sweep
 
+    dev = resolve_device(plan.ex.device)
     conds = conditions(plan, run)
-    member = str(plan.study["member"])
+    images = (plan.datasets[plan.study["source"]],)
     with bar_factory(len(conds), "SAEs (all layers of each condition)") as bar:
         for name, inr, out in conds:
-            m = member if name.startswith("cohort") else "0"
-            Sae(inr=inr, images=(plan.datasets[plan.study["source"]],), member=m, layers=tuple(plan.study["layers"]), sae=plan.sae,
-                condition=name, data=plan.spec.images, out=out, device=plan.ex.device, resume=True).run()
+            member = int(plan.study["member"]) if name.startswith("cohort") else 0
+            ctx = load_member(inr, images, member, plan.spec.images, dev, name)
+            decompose(ctx, tuple(plan.study["layers"]), plan.sae, (), out, resume=True)
+            render_sweep(SaeRun(out), f"{name}: n × k sweep")
             bar.update(1)
 
 
 def stage_atoms(plan: Plan, run: Path, bar_factory) -> None:
-    from .sae import Atoms
+    """Atom maps of the study.atlas_top atoms of every SAE, galleries, and the overlaid health and
+    SAE-statistics plots in RUN/sae/figures."""
+    from ..fit import resolve_device
+    from ..probes.decompose import SaeRun, atom_maps_for
+    from ..report.sae_figures import render_atoms
 
+    dev = resolve_device(plan.ex.device)
+    layers = tuple(plan.study["layers"])
     with bar_factory(1, "atom maps + galleries") as bar:
-        Atoms(runs=tuple(c[2] for c in conditions(plan, run)), top=int(plan.study["atlas_top"]), layers=tuple(plan.study["layers"]),
-              figures=run / "sae" / "figures", device=plan.ex.device).run()
+        maps, stat_rows = [], []
+        for sae_run in (SaeRun(c[2]) for c in conditions(plan, run)):
+            maps += atom_maps_for(sae_run, int(plan.study["atlas_top"]), layers, dev)
+            stat_rows += sae_run.read_results(layers)
+        render_atoms(maps, stat_rows, run / "sae" / "figures")
         bar.update(1)
 
 
 def stage_ablate(plan: Plan, run: Path, bar_factory) -> None:
-    from .sae import Ablate
+    """Single-atom ablations of the study.ablate_top atoms at study.ablate_layers (or every layer)."""
+    from ..fit import resolve_device
+    from ..probes.decompose import SaeRun, ablate_atoms
+    from ..report.sae_figures import render_ablations
 
+    dev = resolve_device(plan.ex.device)
+    layers = () if plan.study["ablate_all_layers"] else tuple(plan.study["ablate_layers"])
     conds = conditions(plan, run)
     with bar_factory(len(conds), "single-atom ablations") as bar:
         for _, _, out in conds:
-            Ablate(run_dir=out, layers=tuple(plan.study["ablate_layers"]), all_layers=bool(plan.study["ablate_all_layers"]),
-                   top=int(plan.study["ablate_top"]), device=plan.ex.device).run()
+            render_ablations(ablate_atoms(SaeRun(out), layers, int(plan.study["ablate_top"]), dev))
             bar.update(1)
 
 
