@@ -10,7 +10,8 @@ mean magnitude, and — for ablated atoms — the ablation error map |f' − f| 
 PSNR drop, the locality and the firing-region fraction. Atoms can be sorted by magnitude, PSNR drop or firing
 rate; the layer's SAE diagnostics (R², alive %, ρ, PSNR with ĥ substituted) are shown above the atoms.
 
-Input layout (written by ``inrlens sae | atoms | ablate``, documented in :mod:`inrlens.probes.atoms`)::
+Input layout (written by ``inrlens sae | atoms | ablate``; paths from :class:`inrlens.probes.decompose.SaeRun`,
+documented in docs/run-folder.md)::
 
     <sae run>/context.json                      condition, image, shape
     <sae run>/results.jsonl                     one diagnostics row per (layer, n, k)
@@ -98,27 +99,23 @@ def collect(runs: Sequence[str | Path]) -> list[Condition]:
     """
     from safetensors.numpy import load_file
 
-    from ..store import read_rows
+    from ..probes.decompose import SaeRun
 
     out = []
-    for run in runs:
-        run = Path(run)
-        ctx_path = run / "context.json"
-        if not ctx_path.exists():
-            raise FileNotFoundError(f"{run}: not an SAE run folder (no context.json)")
-        ctx = json.loads(ctx_path.read_text())
-        rows = {(r.get("layer"), r.get("n"), r.get("k")): r for r in read_rows(run / "results.jsonl")}
+    for run in map(SaeRun, runs):
+        if not run.context.exists():
+            raise FileNotFoundError(f"{run.root}: not an SAE run folder (no {run.context.name})")
+        ctx = json.loads(run.context.read_text())
+        rows = {(r.get("layer"), r.get("n"), r.get("k")): r for r in run.read_results()}
         layers = []
-        for d in sorted((run / "saes").glob("L*_n*_k*")):
-            af = d / "atoms.safetensors"
-            if not af.exists():
+        for sf in run.folders():
+            if not sf.atoms.exists():
                 continue
-            ell, n, k = (int(x[1:]) for x in d.name.split("_"))
-            a = load_file(str(af))
+            ell, n, k = sf.layer, sf.n, sf.k
+            a = load_file(str(sf.atoms))
             abl: dict[int, tuple[float | None, float | None, float | None, np.ndarray]] = {}
-            bf = d / "ablation.safetensors"
-            if bf.exists():
-                b = load_file(str(bf))
+            if sf.ablation.exists():
+                b = load_file(str(sf.ablation))
                 for i, j in enumerate(b["atom"].tolist()):
                     abl[int(j)] = (_finite(b["psnr_drop"][i]), _finite(b["locality"][i]), _finite(b["region_frac"][i]),
                                    b["err_maps"][i].astype(np.float32))
@@ -131,9 +128,9 @@ def collect(runs: Sequence[str | Path]) -> list[Condition]:
             stats = {s: v for s in LAYER_STATS if (v := _finite(row.get(s))) is not None}
             layers.append(Layer(ell, n, k, atoms, stats))
         if not layers:
-            raise FileNotFoundError(f"{run}: no atom maps yet (run `inrlens atoms {run}` first)")
+            raise FileNotFoundError(f"{run.root}: no atom maps yet (run `inrlens atoms {run.root}` first)")
         shape = tuple(ctx.get("shape") or layers[0].atoms[0].map.shape)
-        out.append(Condition(str(ctx.get("condition") or run.name), layers, str(ctx.get("image") or ""), (int(shape[0]), int(shape[1]))))
+        out.append(Condition(str(ctx.get("condition") or run.root.name), layers, str(ctx.get("image") or ""), (int(shape[0]), int(shape[1]))))
     return out
 
 
