@@ -16,6 +16,7 @@ import json
 import math
 import os
 import secrets
+import stat
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
@@ -117,15 +118,19 @@ def atomic_write(path: str | os.PathLike, data: bytes | Callable[[Path], None]) 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _tmp_name(path)
-    # Created here with mode 0o666 so that the kernel applies the umask (and any default ACL) exactly as for a
-    # plain open(); a callable writer reopens the same file for writing, which keeps that mode.
+    # Created here with mode 0o666, so the kernel applies the umask (and any default ACL) exactly as for a plain
+    # open(): the mode it gets is the one the final file must have. Reading it back from the new file reads the
+    # umask without os.umask's set-and-restore, which would race with other threads creating files.
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
     try:
+        mode = stat.S_IMODE(os.fstat(fd).st_mode)
         if callable(data):
             os.close(fd)
             fd = -1
             data(tmp)
             fd = os.open(tmp, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+            if stat.S_IMODE(os.fstat(fd).st_mode) != mode:  # writers that create their own file (safetensors: 0600)
+                os.chmod(tmp, mode)
         else:
             view = memoryview(data)
             while view:
