@@ -1,14 +1,19 @@
-"""Tables of the freeze study (SPEC §8), computed from result rows alone (never from models).
+"""Tables of the freeze study, computed from result rows alone (never from models).
 
 Inputs are the JSONL rows a sweep writes (``kind = "fit"`` per finished fit, ``kind = "cohort"`` per cohort with
-its stable-rank profile). Statistics are mean ± sample std (ddof = 1; 0 for one value) over test images × seeds
-of the rows with ``status == "ok"``; a diverged fit is counted in ``n_bad`` and left out of the means.
+its stable-rank profile). Statistics are mean ± sample std (:func:`inrlens.rules.mean_std`: ddof = 1, 0 for one
+value) over test images × seeds of the rows with ``status == "ok"``; a diverged fit is counted in ``n_bad`` and
+left out of the means. Intervals are 95 % Student-t intervals of *paired* differences: two regimes of one
+source → target pair are compared on the (test image, seed) units both have (:mod:`inrlens.stats`).
 
 * Table 1: per backbone, source → target: no-freeze PSNR, the best freeze depth k and its PSNR (the better of
-  the two in bold), the random-init PSNR, and whether argmax sr(W) / argmax sr(H) of the source cohort equals
-  that best k (✓/✗).
+  the two in bold), the paired gain of the best k over no freeze with its interval and n, the best-k set (the
+  depths not significantly worse than the best), the random-init PSNR, and whether argmax sr(W) / argmax sr(H)
+  of the source cohort is inside the best-k set (✓), significantly worse (✗) or undecided (?: every depth is
+  inside the set). Per backbone, the mean over pairs with a t interval of the gain across pairs.
+* Regime check: per (backbone, target), this run's no-freeze PSNR beside the paper's band, flagged in words.
 * Predictions: per (source, backbone), predicted k* = argmax sr(W) and argmax sr(H) beside the empirical best
-  depth, argmax over k of the target-averaged mean PSNR.
+  depth, argmax over k of the target-averaged mean PSNR, and its best-k set over all targets.
 * Per-combination tables: k, sr(W_k), sr(H_k), PSNR, SSIM, LPIPS for every regime of one source → target.
 """
 
@@ -19,6 +24,9 @@ from collections import defaultdict
 from typing import Any, Iterable, Sequence
 
 import numpy as np
+
+from .. import stats as S
+from ..rules import mean_std
 
 Key = tuple[str, str, str, str]  # (backbone, source, target, depth tag)
 
@@ -43,32 +51,41 @@ def split_rows(rows: Iterable[dict[str, Any]]) -> tuple[list[dict[str, Any]], di
     return fits, cohorts
 
 
-def mean_std(values: Sequence[float]) -> tuple[float, float]:
-    v = np.asarray([x for x in values if x is not None and not (isinstance(x, float) and math.isnan(x))], dtype=float)
-    if v.size == 0:
-        return math.nan, math.nan
-    return float(v.mean()), float(v.std(ddof=1)) if v.size > 1 else 0.0
+def groups(fits: Sequence[dict[str, Any]]) -> dict[Key, list[dict[str, Any]]]:
+    """Fit rows per (backbone, source, target, depth), every status. Random-init rows (no source) are listed
+    under every source that has transfer rows for that (backbone, target), so each source → target block is
+    complete."""
+    out: dict[Key, list[dict[str, Any]]] = defaultdict(list)
+    for r in fits:
+        out[(r["backbone"], r.get("source") or "", r["target"], depth_tag(r))].append(r)
+    pairs = {(b, s, t) for (b, s, t, d) in out if s}
+    for (b, s, t) in pairs:
+        if (b, "", t, "random") in out:
+            out[(b, s, t, "random")] = out[(b, "", t, "random")]
+    return {k: v for k, v in out.items() if k[1]}
 
 
 def aggregate(fits: Sequence[dict[str, Any]]) -> dict[Key, dict[str, Any]]:
-    """Statistics per (backbone, source, target, depth). Random-init rows (no source) are listed under every
-    source that has transfer rows for that (backbone, target), so each source → target block is complete."""
-    groups: dict[Key, list[dict[str, Any]]] = defaultdict(list)
-    for r in fits:
-        groups[(r["backbone"], r.get("source") or "", r["target"], depth_tag(r))].append(r)
+    """Statistics per (backbone, source, target, depth) (see :func:`groups`): n, n_bad and mean ± std of PSNR,
+    SSIM and LPIPS."""
     out: dict[Key, dict[str, Any]] = {}
-    for k, rs in groups.items():
+    for k, rs in groups(fits).items():
         ok = [r for r in rs if r.get("status", "ok") == "ok"]
         st: dict[str, Any] = {"n": len(ok), "n_bad": len(rs) - len(ok)}
         for m in ("psnr", "ssim", "lpips"):
             st[m], st[m + "_std"] = mean_std([r.get(m) for r in ok])
         out[k] = st
-    pairs = {(b, s, t) for (b, s, t, d) in out if s}
-    for (b, s, t) in pairs:
-        rnd = out.get((b, "", t, "random"))
-        if rnd is not None:
-            out[(b, s, t, "random")] = rnd
-    return {k: v for k, v in out.items() if k[1]}
+    return out
+
+
+def _unit_key(u: tuple) -> str:
+    return "|".join(str(x) for x in u)
+
+
+def units(fits: Sequence[dict[str, Any]]) -> dict[Key, dict[str, float]]:
+    """Per (backbone, source, target, depth): {"image|seed": PSNR} of the ok fits — the units that paired
+    comparisons match on (a unit that repeats keeps its first row)."""
+    return {k: {_unit_key(u): v for u, v in S.unit_values(rs).items()} for k, rs in groups(fits).items()}
 
 
 def combos(stats: dict[Key, dict[str, Any]]) -> list[tuple[str, str, str]]:
@@ -102,11 +119,39 @@ def empirical_k(stats: dict[Key, dict[str, Any]], backbone: str, source: str) ->
     return max(vals, key=lambda k: (vals[k], -k))
 
 
+def _ci(ci: tuple[float, float, float, int]) -> dict[str, Any]:
+    m, lo, hi, n = ci
+    return {"mean": m, "lo": lo, "hi": hi, "n": n}
+
+
+def regime_check(fits: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per (backbone, target): this run's no-freeze PSNR (mean ± std, n over every source's no-freeze fits)
+    beside the paper's (low, high) band for that dataset name (None when the paper has none) and a flag in words
+    (:func:`inrlens.stats.regime_flag`)."""
+    vals: dict[tuple[str, str], list[float]] = defaultdict(list)
+    for (b, _s, t, d), rs in groups(fits).items():
+        if d == "none":
+            vals[(b, t)] += [float(r["psnr"]) for r in rs if r.get("status", "ok") == "ok" and S._finite(r.get("psnr"))]
+    order = {"siren": 0, "ffmlp": 1}
+    out = []
+    for (b, t) in sorted(vals, key=lambda x: (order.get(x[0], 9), x[0], x[1])):
+        m, sd = mean_std(vals[(b, t)])
+        band = S.paper_band(b, t)
+        out.append({"backbone": b, "target": t, "mean": m, "std": sd, "n": len(vals[(b, t)]),
+                    "paper": list(band) if band else None, "flag": S.regime_flag(m, band)})
+    return out
+
+
 def summarise(rows: Iterable[dict[str, Any]]) -> dict[str, Any]:
-    """Every number the tables and figures show, as one JSON-able dict."""
+    """Every number the tables and figures show, as one JSON-able dict.
+
+    Besides means and stds (``stats``), it holds the per-unit PSNRs (``units``: "b|s|t|d" → {"image|seed": dB})
+    that every paired interval is computed from, so the findings can be recomputed from summary.json alone.
+    """
     fits, cohorts = split_rows(rows)
     stats = aggregate(fits)
-    t1, per_bb = [], defaultdict(lambda: {"none": [], "best": [], "random": []})
+    U = units(fits)
+    t1, per_bb = [], defaultdict(lambda: {"none": [], "best": [], "random": [], "gain": []})
     for c in combos(stats):
         b, s, t = c
         none = stats.get((*c, "none"))
@@ -121,23 +166,52 @@ def summarise(rows: Iterable[dict[str, Any]]) -> dict[str, Any]:
                "k_w": co["k_w"] if co else None, "k_h": co["k_h"] if co else None}
         row["w_agrees"] = row["k_w"] is not None and row["k_w"] == k
         row["h_agrees"] = row["k_h"] is not None and row["k_h"] == k
+        ks = [d for d in depths_of(stats, c) if U.get((*c, str(d)))]
+        bs = S.best_set({d: U[(*c, str(d))] for d in ks}, best=k) if k is not None else {"best": None, "set": [], "diffs": {}}
+        row["best_set"] = bs["set"]
+        row["w_status"] = S.agreement(row["k_w"], bs, ks)
+        row["h_status"] = S.agreement(row["k_h"], bs, ks)
+        if k is not None and U.get((*c, "none")):
+            row["gain"] = _ci(S.mean_ci(S.pair_diffs(U[(*c, str(k))], U[(*c, "none")])))
+        else:
+            row["gain"] = _ci((math.nan, math.nan, math.nan, 0))
         t1.append(row)
         for name in ("none", "best", "random"):
             if not math.isnan(row[name]):
                 per_bb[b][name].append(row[name])
+        if not math.isnan(row["gain"]["mean"]):
+            per_bb[b]["gain"].append(row["gain"]["mean"])
     preds = []
     for (s, b), co in sorted(cohorts.items(), key=lambda x: ({"siren": 0, "ffmlp": 1}.get(x[0][1], 9), x[0][0])):
         ek = empirical_k(stats, b, s)
+        per_depth: dict[int, dict[tuple[str, str], float]] = defaultdict(dict)
+        for c in combos(stats):
+            if c[0] == b and c[1] == s:
+                for d in depths_of(stats, c):
+                    per_depth[d].update({(c[2], u): v for u, v in U.get((*c, str(d)), {}).items()})
+        ks = sorted(d for d in per_depth if per_depth[d])
+        bs = (S.best_set({d: per_depth[d] for d in ks}, best=ek, stratum=lambda u: u[0])
+              if ek is not None and per_depth.get(ek) else {"best": None, "set": [], "diffs": {}})
         preds.append({"source": s, "backbone": b, "k_w": co["k_w"], "k_h": co["k_h"], "empirical_k": ek,
                       "w_agrees": ek is not None and co["k_w"] == ek, "h_agrees": ek is not None and co["k_h"] == ek,
+                      "best_set": bs["set"], "w_status": S.agreement(co["k_w"], bs, ks), "h_status": S.agreement(co["k_h"], bs, ks),
                       "sr_w": co["sr_w"], "sr_h": co["sr_h"], "grid": co.get("grid"), "cohort_psnr": co.get("psnr_mean"),
                       "cohort_steps": co.get("steps_run")})
-    averages = {b: {k: float(np.mean(v)) if v else math.nan for k, v in d.items()} for b, d in per_bb.items()}
-    return {"table1": t1, "predictions": preds, "averages": averages,
-            "stats": {"|".join(k): v for k, v in stats.items()}, "n_fits": len(fits), "n_cohorts": len(cohorts)}
+    averages: dict[str, dict[str, Any]] = {}
+    for b, d in per_bb.items():
+        averages[b] = {k: float(np.mean(v)) if v else math.nan for k, v in d.items() if k != "gain"}
+        averages[b]["gain"] = _ci(S.mean_ci(d["gain"]))
+    return {"table1": t1, "predictions": preds, "averages": averages, "regime": regime_check(fits), "level": S.LEVEL,
+            "stats": {"|".join(k): v for k, v in stats.items()}, "units": {"|".join(k): v for k, v in U.items()},
+            "n_fits": len(fits), "n_cohorts": len(cohorts)}
 
 
 # ------------------------------------------------------------------------------------------------ rendering
+CONVENTION = ("± = sample standard deviation (ddof = 1) over test images × seeds; [lo, hi] = 95% Student-t interval of "
+              "the mean paired difference, fits matched on (test image, seed); n = matched fits.")
+"""The statistics convention, stated once in the report (Table 1's caption)."""
+
+
 def _f(x: float, d: int = 2) -> str:
     return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{d}f}"
 
@@ -152,23 +226,47 @@ def _bold(text: str, on: bool, latex: bool) -> str:
     return f"\\textbf{{{text}}}" if latex else f"**{text}**"
 
 
-def _mark(ok: bool, k: int | None, latex: bool) -> str:
+_SYM = {"agrees": "✓", "disagrees": "✗", "undecided": "?"}
+
+
+def _mark(status: str, k: int | None, latex: bool) -> str:
+    """'k ✓' inside the best-k set, 'k ✗' significantly worse, 'k ?' undecided."""
     if k is None:
         return "n/a"
-    sym = ("$\\checkmark$" if ok else "$\\times$") if latex else ("✓" if ok else "✗")
+    sym = _SYM.get(status, "?")
+    if latex:
+        sym = {"✓": "$\\checkmark$", "✗": "$\\times$"}.get(sym, sym)
     return f"{k} {sym}"
+
+
+def _set(ks: Sequence[int], latex: bool) -> str:
+    if not ks:
+        return "n/a"
+    inner = ", ".join(str(k) for k in ks)
+    return f"\\{{{inner}\\}}" if latex else f"{{{inner}}}"
+
+
+def _gain(g: dict[str, Any] | None) -> str:
+    return "n/a" if not g else S.fmt_ci(g["mean"], g["lo"], g["hi"], g["n"])
+
+
+_TEX = {"±": "$\\pm$", "×": "$\\times$", "→": "$\\to$", "_": "\\_", "✓": "$\\checkmark$", "✗": "$\\times$", "%": "\\%",
+        "−": "$-$", "≥": "$\\geq$", ">": "$>$", "<": "$<$", "∈": "$\\in$", "–": "--", "—": "---", "²": "$^2$"}
+
+
+def _esc(text: str) -> str:
+    return "".join(_TEX.get(ch, ch) for ch in text)
 
 
 def _table(header: list[str], rows: list[list[str]], latex: bool, caption: str = "", align: str | None = None) -> str:
     if latex:
         al = align or ("l" * 3 + "r" * (len(header) - 3))
-        esc = lambda s: s.replace("±", "$\\pm$").replace("×", "$\\times$").replace("→", "$\\to$").replace("_", "\\_").replace("✓", "$\\checkmark$").replace("✗", "$\\times$")  # noqa: E731
         lines = ["\\begin{table}[t]", "\\centering", "\\small", f"\\begin{{tabular}}{{{al}}}", "\\toprule",
-                 " & ".join(esc(h) for h in header) + " \\\\", "\\midrule"]
-        lines += [" & ".join(esc(c) for c in r) + " \\\\" for r in rows]
+                 " & ".join(_esc(h) for h in header) + " \\\\", "\\midrule"]
+        lines += [" & ".join(_esc(c) for c in r) + " \\\\" for r in rows]
         lines += ["\\bottomrule", "\\end{tabular}"]
         if caption:
-            lines.append(f"\\caption{{{esc(caption)}}}")
+            lines.append(f"\\caption{{{_esc(caption)}}}")
         lines.append("\\end{table}")
         return "\n".join(lines) + "\n"
     out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
@@ -177,39 +275,69 @@ def _table(header: list[str], rows: list[list[str]], latex: bool, caption: str =
 
 
 def table1(summary: dict[str, Any], latex: bool = False) -> str:
-    """Table 1: no-freeze vs best k per source → target and backbone (PSNR dB, mean ± std)."""
-    header = ["backbone", "source → target", "no freeze", "best k", "PSNR at best k", "random init", "argmax sr(W)", "argmax sr(H)"]
+    """Table 1: no-freeze vs best k per source → target and backbone (PSNR dB, mean ± std), the paired gain of the
+    best k with its 95% interval and n, the best-k set, random init, and the stable-rank predictions' status."""
+    header = ["backbone", "source → target", "no freeze", "best k", "PSNR at best k", "gain of best k (95% CI)", "best-k set",
+              "random init", "argmax sr(W)", "argmax sr(H)"]
     rows = []
     for r in summary["table1"]:
         better_k = not math.isnan(r["best"]) and (math.isnan(r["none"]) or r["best"] >= r["none"])
         rows.append([r["backbone"], f"{r['source']} → {r['target']}", _bold(_pm(r["none"], r["none_std"]), not better_k and not math.isnan(r["none"]), latex),
                      str(r["best_k"]) if r["best_k"] is not None else "n/a", _bold(_pm(r["best"], r["best_std"]), better_k, latex),
-                     _pm(r["random"], r["random_std"]), _mark(r["w_agrees"], r["k_w"], latex), _mark(r["h_agrees"], r["k_h"], latex)])
+                     _gain(r.get("gain")), _set(r.get("best_set", []), latex), _pm(r["random"], r["random_std"]),
+                     _mark(r.get("w_status", "agrees" if r["w_agrees"] else "disagrees"), r["k_w"], latex),
+                     _mark(r.get("h_status", "agrees" if r["h_agrees"] else "disagrees"), r["k_h"], latex)])
     for b, a in summary["averages"].items():
-        rows.append([b, "mean over pairs", _f(a["none"]), "", _f(a["best"]), _f(a["random"]), "", ""])
-    cap = ("Table 1. Test PSNR (dB, mean ± std over test images × seeds): no freeze vs the best freeze depth k; "
-           "bold = better of the two; ✓/✗ = argmax of the source cohort's stable rank equals the best k.")
-    return _table(header, rows, latex, cap, "llrrrrcc")
+        g = a.get("gain")
+        rows.append([b, "mean over pairs", _f(a["none"]), "", _f(a["best"]), _gain(g) if g else "", "", _f(a["random"]), "", ""])
+    cap = ("Table 1. Test PSNR (dB). " + CONVENTION + " Bold = better of no freeze and the best k. Gain = best k − no freeze, "
+           "paired per fit (the best k is picked on these same fits, so the gain is optimistic). Best-k set = the depths whose "
+           "paired difference to the best k is not significantly negative. ✓ = the argmax of the source cohort's stable rank "
+           "is inside the best-k set, ✗ = significantly worse than the best k, ? = undecided (every measured depth is inside "
+           "the set). Mean over pairs: plain means of the pairs' values; the gain's interval there is across pairs (n = pairs).")
+    return _table(header, rows, latex, cap, "llrrrrcrcc")
+
+
+def regime_table(summary: dict[str, Any], latex: bool = False) -> str:
+    """Regime check: this run's no-freeze PSNR per (backbone, target) beside the paper's band, flagged in words."""
+    header = ["backbone", "target", "no-freeze PSNR (dB)", "n", "paper (dB)", "regime"]
+    rows = []
+    for r in summary.get("regime", []):
+        p = r.get("paper")
+        paper = "—" if not p else (f"{p[0]:g}" if p[0] == p[1] else f"{p[0]:g}–{p[1]:g}")
+        rows.append([r["backbone"], r["target"], _pm(r["mean"], r["std"]), str(r["n"]), paper, r["flag"]])
+    cap = (f"Regime check: no-freeze test PSNR (mean ± std over every source's no-freeze fits of the target) beside the "
+           f"paper's no-freeze column. Inside the band = within ±{S.BAND_TOL_DB:g} dB of the paper's values; saturated = "
+           f"above {S.SATURATED_DB:g} dB (fits near lossless, depth effects compressed); failed = below {S.FAILED_DB:g} dB. "
+           "— = the paper reports no value for this target name (band unknown; the paper's datasets are "
+           + ", ".join(sorted({t for d in S.PAPER_NO_FREEZE_DB.values() for t in d})) + ").")
+    return _table(header, rows, latex, cap, "llrrrl")
 
 
 def predictions_table(summary: dict[str, Any], latex: bool = False) -> str:
-    header = ["source", "backbone", "k* = argmax sr(W)", "argmax sr(H)", "empirical best k", "sr(W) per layer", "sr(H) per layer"]
+    header = ["source", "backbone", "k* = argmax sr(W)", "argmax sr(H)", "empirical best k", "best-k set", "sr(W) per layer", "sr(H) per layer"]
     rows = []
-    for p in summary["predictions"]:
-        rows.append([p["source"], p["backbone"], _mark(p["w_agrees"], p["k_w"], latex), _mark(p["h_agrees"], p["k_h"], latex),
-                     str(p["empirical_k"]) if p["empirical_k"] is not None else "n/a",
+    ps = summary["predictions"]
+    for p in ps:
+        rows.append([p["source"], p["backbone"], _mark(p.get("w_status", "agrees" if p["w_agrees"] else "disagrees"), p["k_w"], latex),
+                     _mark(p.get("h_status", "agrees" if p["h_agrees"] else "disagrees"), p["k_h"], latex),
+                     str(p["empirical_k"]) if p["empirical_k"] is not None else "n/a", _set(p.get("best_set", []), latex),
                      " / ".join(_f(x, 1) for x in p["sr_w"]), " / ".join(_f(x, 1) for x in p["sr_h"])])
-    n = len(summary["predictions"])
-    nw = sum(p["w_agrees"] for p in summary["predictions"])
-    nh = sum(p["h_agrees"] for p in summary["predictions"])
-    cap = (f"Predicted vs empirical freeze depth per (source, backbone): argmax sr(W) agrees in {nw}/{n}, "
-           f"argmax sr(H) in {nh}/{n}. Empirical k = argmax over k of the target-averaged mean PSNR.")
-    return _table(header, rows, latex, cap, "llcccll")
+    n = len(ps)
+    cnt = {(w, st): sum(p.get(f"{w}_status") == st for p in ps) for w in "wh" for st in ("agrees", "disagrees", "undecided")}
+    cap = (f"Predicted vs empirical freeze depth per (source, backbone): argmax sr(W) agrees in {cnt['w', 'agrees']}/{n} "
+           f"(significantly worse in {cnt['w', 'disagrees']}, undecided in {cnt['w', 'undecided']}), argmax sr(H) in "
+           f"{cnt['h', 'agrees']}/{n} (significantly worse in {cnt['h', 'disagrees']}, undecided in {cnt['h', 'undecided']}). "
+           "Empirical k = argmax over k of the target-averaged mean PSNR; best-k set = depths not significantly worse than it "
+           "(paired per target, combined over targets, 95%); agrees = the predicted depth is inside that set.")
+    return _table(header, rows, latex, cap, "llccccll")
 
 
 def combo_tables(summary: dict[str, Any], latex: bool = False) -> str:
-    """One table per (backbone, source, target): k, sr(W), sr(H), PSNR, SSIM, LPIPS (mean ± std)."""
+    """One table per (backbone, source, target): k, sr(W), sr(H), PSNR, SSIM, LPIPS (mean ± std), n and the paired
+    difference to no freeze with its 95% interval."""
     stats = summary["stats"]
+    U = summary.get("units", {})
     preds = {(p["source"], p["backbone"]): p for p in summary["predictions"]}
     by_combo: dict[tuple[str, str, str], list[str]] = defaultdict(list)
     for key in stats:
@@ -220,18 +348,21 @@ def combo_tables(summary: dict[str, Any], latex: bool = False) -> str:
     for r in summary["table1"]:
         c = (r["backbone"], r["source"], r["target"])
         p = preds.get((c[1], c[0]))
+        none_u = U.get("|".join((*c, "none")), {})
         rows = []
         for d in sorted(by_combo[c], key=order):
             st = stats["|".join((*c, d))]
-            srw = _f(p["sr_w"][int(d)]) if p and d.isdigit() else ""
-            srh = _f(p["sr_h"][int(d)]) if p and d.isdigit() else ""
+            srw = _f(p["sr_w"][int(d)]) if p and d.isdigit() and int(d) < len(p["sr_w"]) else ""
+            srh = _f(p["sr_h"][int(d)]) if p and d.isdigit() and int(d) < len(p["sr_h"]) else ""
             label = {"none": "no freeze", "random": "random init"}.get(d, d)
             best = d.isdigit() and r["best_k"] == int(d)
+            vs = "" if d == "none" or not none_u else S.fmt_ci(*S.mean_ci(S.pair_diffs(U.get("|".join((*c, d)), {}), none_u)))
             rows.append([_bold(label, best, latex), srw, srh, _pm(st["psnr"], st["psnr_std"]), _pm(st["ssim"], st["ssim_std"], 4),
-                         _pm(st["lpips"], st["lpips_std"], 4), str(st["n"])])
+                         _pm(st["lpips"], st["lpips_std"], 4), str(st["n"]), vs])
         cap = f"{c[0]}: {c[1]} → {c[2]}" + (f" (sr(H) on the cohort's {p['grid'][0]}x{p['grid'][1]} grid)" if p and p.get("grid") else "")
-        parts.append(_table(["k", "sr(W_k)", "sr(H_k)", "PSNR (dB)", "SSIM", "LPIPS", "n"], rows, latex, cap, "lrrrrrr"))
+        parts.append(_table(["k", "sr(W_k)", "sr(H_k)", "PSNR (dB)", "SSIM", "LPIPS", "n", "PSNR − no freeze (95% CI)"], rows, latex, cap, "lrrrrrrr"))
     return "\n".join(parts)
 
 
-__all__ = ["summarise", "table1", "predictions_table", "combo_tables", "aggregate", "split_rows", "best_k", "empirical_k", "mean_std", "depth_tag"]
+__all__ = ["summarise", "table1", "regime_table", "predictions_table", "combo_tables", "aggregate", "groups", "units", "regime_check",
+           "split_rows", "best_k", "empirical_k", "mean_std", "depth_tag", "CONVENTION"]
