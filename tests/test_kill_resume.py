@@ -43,8 +43,8 @@ TORN_WRITER = textwrap.dedent("""
         real(path, row)
 
     store.append_row = append_row
-    import inrlens.commands.core as core
-    core.append_row = append_row
+    import inrlens.workflows as workflows
+    workflows.append_row = append_row
     from inrlens.cli import main
     sys.exit(main(sys.argv[1:]))
 """)
@@ -145,7 +145,7 @@ TORN_CHECKPOINT = textwrap.dedent("""
     import os, signal, sys
     from safetensors.torch import save_file
     from inrlens import store
-    import inrlens.commands.core as core
+    import inrlens.workflows as workflows
 
     def save_stack(stack, folder, meta=None):
         os.makedirs(folder, exist_ok=True)
@@ -154,7 +154,7 @@ TORN_CHECKPOINT = textwrap.dedent("""
         save_file(tensors, os.path.join(folder, store.MODEL_NAME))
         os.kill(os.getpid(), signal.SIGKILL)
 
-    core.save_stack = save_stack
+    workflows.save_stack = save_stack
     from inrlens.cli import main
     sys.exit(main(sys.argv[1:]))
 """)

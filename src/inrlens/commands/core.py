@@ -1,20 +1,23 @@
-"""``inrlens fit | cohort | transfer``: the core regimes on images from paths or built-in samples."""
+"""``inrlens fit | cohort | transfer``: the core regimes on images from paths or built-in samples.
+
+Each command parses its flags, loads the images, calls one function of :mod:`inrlens.workflows` (where the
+run-folder logic lives: keys, resume, checkpoints, rows) and prints a table.
+"""
 
 from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal, Sequence
+from typing import Any, Sequence
 
 import tyro
 
-from ..config import DataConfig, NetConfig, TrainConfig, config_hash, to_dict
-from ..data import Signal, group_by_shape
-from ..fit import MemberResult, fit_cohort, fit_single, fit_transfer, resolve_device, runtime_info
+from ..config import DataConfig, NetConfig, TrainConfig
 from ..data import resolve
-from ..store import append_row, checkpoint_ready, done_keys, load_stack, prepare_run, save_stack
+from ..rules import mean_std
+from ..workflows import COHORT_TRAIN, fit_images, summarise_transfer, train_cohort, transfer_images
 
 Positional = tyro.conf.Positional
 
@@ -36,20 +39,12 @@ def print_table(rows: Sequence[dict[str, Any]], cols: Sequence[str], title: str 
         print("  ".join(v.ljust(w) for v, w in zip(x, widths)))
 
 
-def _rows(results: Sequence[MemberResult], base: dict[str, Any], fit_seconds: float) -> list[dict[str, Any]]:
-    out = []
-    for r in results:
-        row = dict(base)
-        row.update(r.row())
-        row["fit_seconds"] = fit_seconds
-        row["status"] = "diverged" if r.diverged else "ok"
-        row["key"] = config_hash({k: row[k] for k in ("config", "image", "seed", "regime", "freeze")})
-        out.append(row)
-    return out
-
-
-def _by_shape(signals: Sequence[Signal]) -> list[list[Signal]]:
-    return [[signals[i] for i in idx] for idx in group_by_shape(signals).values()]
+def _check_counts(n: int | None = None, limit: int | None = None) -> None:
+    """--n and --limit checked before any image is read or file written (a negative slice would drop images)."""
+    if n is not None and n < 1:
+        raise ValueError(f"--n must be >= 1 (the cohort size), got {n}")
+    if limit is not None and limit < 1:
+        raise ValueError(f"--limit must be >= 1, got {limit}")
 
 
 @dataclass(frozen=True)
@@ -75,29 +70,13 @@ class Fit:
     """Replace the config recorded in an existing folder (results already there are kept)."""
 
     def run(self) -> None:
+        _check_counts(limit=self.limit)
         sigs = resolve(self.images, self.data)[: self.limit]
-        conf = {"cmd": "fit", "net": self.net, "train": self.train, "data": self.data, "seeds": self.seeds}
-        out = prepare_run(self.out, conf, self.resume, self.overwrite)
-        done = done_keys(out / "results.jsonl")
-        dev = resolve_device(self.train.device)
-        base = {"regime": "single", "freeze": None, "config": config_hash(conf), "net": to_dict(self.net),
-                "train": to_dict(self.train), "runtime": runtime_info(dev, self.train)}
-        rows = []
         t0 = time.perf_counter()
-        for gi, group in enumerate(_by_shape(sigs)):
-            keys = [config_hash({"config": base["config"], "image": s.name, "seed": sd, "regime": "single", "freeze": None})
-                    for s in group for sd in self.seeds]
-            if all(k in done for k in keys):
-                print(f"skip {len(group)} image(s) of shape {group[0].shape}: already done")
-                continue
-            stack, fr, res = fit_single(group, self.net, self.train, self.seeds, with_lpips=self.lpips)
-            h, w = group[0].shape
-            save_stack(stack, out / "models" / f"{h}x{w}", {"regime": "single", "members": [f"{r.image}@{r.seed}" for r in res]})
-            for row in _rows(res, base, fr.seconds):
-                if row["key"] not in done:  # a group refitted after a kill between its rows: no key twice
-                    append_row(out / "results.jsonl", row)
-                rows.append(row)
-        print_table(rows, ["image", "seed", "psnr", "ssim", "lpips", "status"], f"single {self.net.backbone} fits, {time.perf_counter() - t0:.1f} s → {out}")
+        rows = fit_images(sigs, self.out, self.net, self.train, self.seeds, data=self.data, lpips=self.lpips,
+                          resume=self.resume, overwrite=self.overwrite, log=print)
+        print_table(rows, ["image", "seed", "psnr", "ssim", "lpips", "status"],
+                    f"single {self.net.backbone} fits, {time.perf_counter() - t0:.1f} s → {self.out}")
 
 
 @dataclass(frozen=True)
@@ -115,8 +94,8 @@ class Cohort:
     seed: int = 0
     """Initialisation seed of the encoder (head i uses seed + i)."""
     net: NetConfig = NetConfig()
-    train: TrainConfig = TrainConfig(steps=5000, target_psnr=30.0)
-    """Cohort schedule: up to 5000 steps, stop at cohort-mean PSNR ≥ 30 dB [paper]; lr 1e-4 [STRAINER]."""
+    train: TrainConfig = COHORT_TRAIN
+    """Cohort schedule: up to 5000 steps, stop at cohort-mean PSNR ≥ 30 dB [paper]; lr None = 1e-4 [STRAINER]."""
     data: DataConfig = DataConfig()
     resume: bool = False
     """Do nothing if this folder already holds a finished cohort with this config."""
@@ -124,35 +103,20 @@ class Cohort:
     """Replace the config recorded in an existing folder."""
 
     def run(self) -> None:
-        from ..data import split
-
+        _check_counts(n=self.n)
         sigs = resolve(self.images, self.data)
-        cohort, _ = split(sigs, self.n, 0, self.split_seed)
-        conf = {"cmd": "cohort", "n": self.n, "split_seed": self.split_seed, "seed": self.seed, "net": self.net,
-                "train": self.train, "data": self.data, "images": [s.name for s in cohort]}
-        out = prepare_run(self.out, conf, self.resume, self.overwrite)
-        done = done_keys(out / "results.jsonl")
-        if self.resume and checkpoint_ready(out) and len(done) >= len(cohort):  # complete pair + every head's row
-            print(f"{out}: cohort already trained; nothing to do")
-            return
-        stack, fr, res = fit_cohort(cohort, self.net, self.train, self.seed)
-        save_stack(stack, out, {"regime": "cohort", "members": [s.name for s in cohort], "steps_run": fr.steps_run,
-                                "seconds": fr.seconds, "data": to_dict(self.data)})
-        dev = resolve_device(self.train.device)
-        base = {"regime": "cohort", "freeze": None, "config": config_hash(conf), "net": to_dict(self.net),
-                "train": to_dict(self.train), "runtime": runtime_info(dev, self.train), "steps_run": fr.steps_run}
-        rows = _rows(res, base, fr.seconds)
-        for row in rows:
-            if row["key"] not in done:
-                append_row(out / "results.jsonl", row)
-        mean = sum(r.psnr for r in res) / len(res)
+        rows = train_cohort(sigs, self.out, self.net, self.train, n=self.n, split_seed=self.split_seed, seed=self.seed,
+                            data=self.data, resume=self.resume, overwrite=self.overwrite, log=print)
+        mean = mean_std(r.get("psnr") for r in rows)[0]
+        steps = rows[0].get("steps_run") if rows else 0
+        secs = rows[0].get("fit_seconds") if rows else 0.0
         print_table(rows, ["image", "psnr", "ssim", "status"],
-                    f"cohort {self.net.backbone}: {len(res)} heads, {fr.steps_run} steps, {fr.seconds:.1f} s, mean PSNR {mean:.2f} dB → {out}")
+                    f"cohort {self.net.backbone}: {len(rows)} heads, {steps} steps, {secs:.1f} s, mean PSNR {mean:.2f} dB → {self.out}")
 
 
 @dataclass(frozen=True)
 class Transfer:
-    """Fit new images from a cohort encoder: freeze layers 0..k, re-initialise the rest (SPEC §3)."""
+    """Fit new images from a cohort encoder: freeze layers 0..k, re-initialise the rest (docs/protocol.md)."""
 
     encoder: Positional[Path]
     """Folder of a cohort trained by `inrlens cohort`."""
@@ -160,8 +124,8 @@ class Transfer:
     """Target image files, folders, or sample:NAME."""
     out: Path = Path("runs/transfer")
     """Output folder: results.jsonl (one line per image × seed × depth) and run.json."""
-    freeze: tuple[Literal["none", "random", "all", "0", "1", "2", "3", "4", "5", "6", "7", "8", "9"], ...] = ("all",)
-    """Depths to run: k values, 'none' (no-freeze baseline), 'random' (random-init baseline), or 'all'
+    freeze: tuple[str, ...] = ("all",)
+    """Depths to run: k values 0..L−1, 'none' (no-freeze baseline), 'random' (random-init baseline), or 'all'
     (= none, 0..L−1 and random)."""
     seeds: tuple[int, ...] = (0,)
     """Re-initialisation seeds [paper: 3 seeds]."""
@@ -170,6 +134,11 @@ class Transfer:
     include_cohort: bool = False
     """Also fit images that were members of the cohort (excluded by default: they are not test images)."""
     train: TrainConfig = TrainConfig()
+    """Test-time schedule of the freeze-k and no-freeze fits (and of the random-init baseline, except its lr);
+    lr None = 1e-4 [paper], as in `inrlens sweep`."""
+    random_lr: float | None = None
+    """Learning rate of the random-init baseline; None = the backbone's single-signal lr (SIREN 1e-4, FFMLP
+    1e-3), as in `inrlens sweep`."""
     data: DataConfig = DataConfig()
     lpips: bool = True
     """Compute LPIPS (NaN with a note when weights are not installed)."""
@@ -178,73 +147,11 @@ class Transfer:
     overwrite: bool = False
     """Replace the config recorded in an existing folder."""
 
-    def depths(self, L: int) -> list[int | None | str]:
-        out: list[int | None | str] = []
-        for f in self.freeze:
-            items: list[int | None | str] = [None, *range(L), "random"] if f == "all" else [None if f == "none" else ("random" if f == "random" else int(f))]
-            for k in items:
-                if isinstance(k, int) and not 0 <= k < L:
-                    raise ValueError(f"freeze depth {k} is outside 0..{L - 1} for the {L}-layer encoder {self.encoder}")
-                if k not in out:
-                    out.append(k)
-        return out
-
     def run(self) -> None:
-        encoder, meta = load_stack(self.encoder)
+        _check_counts(limit=self.limit)
         sigs = resolve(self.images, self.data)
-        if not self.include_cohort:
-            members = set(meta.get("members", []))
-            sigs = [s for s in sigs if s.name not in members]
-            if not sigs:
-                raise ValueError("every target image is a member of the cohort; pass --include-cohort to fit them anyway")
-        sigs = sigs[: self.limit]
-        if sigs[0].channels != encoder.out_features:
-            from ..data import harmonise_channels
-
-            sigs = harmonise_channels(sigs, "rgb" if encoder.out_features == 3 else "gray")
-        conf = {"cmd": "transfer", "encoder": str(self.encoder), "train": self.train, "data": self.data, "seeds": self.seeds}
-        depths = self.depths(encoder.cfg.depth)  # a bad depth fails before the run folder is touched
-        out = prepare_run(self.out, conf, self.resume, self.overwrite)
-        done = done_keys(out / "results.jsonl")
-        dev = resolve_device(self.train.device)
-        chash = config_hash(conf)
-        rows = []
-        for k in depths:
-            regime = "random" if k == "random" else "transfer"
-            freeze = None if k == "random" else k
-            for group in _by_shape(sigs):
-                keyof = lambda s, sd: config_hash({"config": chash, "image": s.name, "seed": sd, "regime": regime, "freeze": freeze})  # noqa: E731
-                if all(keyof(s, sd) in done for s in group for sd in self.seeds):
-                    continue
-                if regime == "random":
-                    lr_train = self.train if self.train.lr is not None else replace(self.train, lr=1e-4)
-                    _, fr, res = fit_single(group, encoder.cfg, lr_train, self.seeds, with_lpips=self.lpips)
-                else:
-                    _, fr, res = fit_transfer(encoder, group, freeze, self.train, self.seeds, with_lpips=self.lpips)
-                base = {"regime": regime, "freeze": freeze, "config": chash, "net": to_dict(encoder.cfg),
-                        "train": to_dict(self.train), "runtime": runtime_info(dev, self.train), "encoder": str(self.encoder)}
-                for row in _rows(res, base, fr.seconds):
-                    if row["key"] not in done:  # a group refitted after a kill between its rows: no key twice
-                        append_row(out / "results.jsonl", row)
-                    rows.append(row)
-        summary = _summarise(rows)
-        print_table(summary, ["depth", "n", "psnr", "psnr_std", "ssim", "lpips"], f"transfer from {self.encoder} → {out}")
-
-
-def _summarise(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Mean ± std of PSNR (and mean SSIM/LPIPS) per depth over images × seeds."""
-    import numpy as np
-
-    order: dict[str, list[dict[str, Any]]] = {}
-    for r in rows:
-        tag = "random" if r["regime"] == "random" else ("none" if r["freeze"] is None else f"k={r['freeze']}")
-        order.setdefault(tag, []).append(r)
-    out = []
-    for tag, rs in order.items():
-        ok = [r for r in rs if r["status"] == "ok"]
-        val = lambda key: np.array([r[key] for r in ok], dtype=float)  # noqa: E731
-        out.append({"depth": tag, "n": len(ok), "psnr": float(np.mean(val("psnr"))) if ok else math.nan,
-                    "psnr_std": float(np.std(val("psnr"))) if ok else math.nan,
-                    "ssim": float(np.mean(val("ssim"))) if ok else math.nan,
-                    "lpips": float(np.nanmean(val("lpips"))) if ok and not np.isnan(val("lpips")).all() else math.nan})
-    return out
+        rows = transfer_images(self.encoder, sigs, self.out, self.freeze, seeds=self.seeds, train=self.train, data=self.data,
+                               random_lr=self.random_lr, include_cohort=self.include_cohort, limit=self.limit, lpips=self.lpips,
+                               resume=self.resume, overwrite=self.overwrite, log=print)
+        print_table(summarise_transfer(rows), ["depth", "n", "psnr", "psnr_std", "ssim", "lpips"],
+                    f"transfer from {self.encoder} → {self.out} (psnr_std: sample std over images × seeds)")

@@ -1,0 +1,363 @@
+"""Run-folder operations: fit images, train a cohort, sweep freeze depths of one encoder — on disk, resumable.
+
+These are the library functions below ``inrlens fit``, ``inrlens cohort`` and ``inrlens transfer`` (the
+commands only parse flags, call one of them and print a table). Each takes signals already loaded (see
+:func:`inrlens.data.resolve`), writes a run folder and returns its result rows:
+
+* ``OUT/run.json`` — the config (a rerun with another config into the same folder is refused unless
+  ``overwrite``; ``resume`` continues one with the same config),
+* ``OUT/results.jsonl`` — one row per fitted member (image × seed, or cohort head), appended as each stack
+  finishes, so that a killed run resumes where it stopped,
+* checkpoints (``cfg.json`` + ``model.safetensors``): ``OUT/models/<H>x<W>/`` per image shape for single fits
+  (or ``OUT`` itself with ``checkpoint="root"``), ``OUT`` for a cohort; transfer runs keep no checkpoints.
+
+docs/run-folder.md describes the files and every row field. Nothing here prints: progress bars only (off with
+``progress=False``) and an optional ``log`` callback for one-line notes ("skip …").
+
+Row keys: a row's ``key`` is ``config_hash({"config": config_hash(<run config>), "image", "seed", "regime",
+"freeze"})``; resume skips keys already in ``results.jsonl``. The learning rates follow :mod:`inrlens.rules`
+(the same rule ``inrlens sweep`` and ``inrlens reproduce`` use) and are recorded in every row as ``lr``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Callable, Iterable, Literal, Sequence
+
+from . import rules
+from .config import DataConfig, NetConfig, TrainConfig, config_hash, to_dict
+from .data import Signal, group_by_shape
+from .fit import MemberResult, fit_cohort, fit_single, fit_transfer, resolve_device, runtime_info
+from .store import RunFolder, append_row, checkpoint_ready, done_keys, load_stack, prepare_run, read_rows, save_stack
+
+Log = Callable[[str], Any]
+
+COHORT_TRAIN = TrainConfig(steps=5000, target_psnr=30.0)
+"""Default cohort schedule: up to 5000 steps, stop once the cohort-mean PSNR reaches 30 dB [paper]; the lr
+(None) resolves to :data:`inrlens.rules.COHORT_LR`."""
+
+LEGACY_RANDOM_LR = 1e-4
+"""The random-init baseline lr ``inrlens transfer`` used before it followed :func:`inrlens.rules.lr_for` (when
+``--train.lr`` was not given). A transfer run whose baseline lr differs from it records ``random_lr`` in its
+config, so its keys differ from rows an older version wrote at the other lr."""
+
+
+# ------------------------------------------------------------------------------------------------ helpers
+def row_key(config: str, image: str, seed: int, regime: str, freeze: int | None) -> str:
+    """Key of one result row of a fit / cohort / transfer run (``config`` is the hash of the run config)."""
+    return config_hash({"config": config, "image": image, "seed": seed, "regime": regime, "freeze": freeze})
+
+
+def _rows(results: Sequence[MemberResult], base: dict[str, Any], fit_seconds: float) -> list[dict[str, Any]]:
+    out = []
+    for r in results:
+        row = dict(base)
+        row.update(r.row())
+        row["fit_seconds"] = fit_seconds
+        row["status"] = "diverged" if r.diverged else "ok"
+        row["key"] = row_key(row["config"], row["image"], row["seed"], row["regime"], row["freeze"])
+        out.append(row)
+    return out
+
+
+def _by_shape(signals: Sequence[Signal]) -> list[list[Signal]]:
+    return [[signals[i] for i in idx] for idx in group_by_shape(signals).values()]
+
+
+def _stored(path: Path, keys: Iterable[str]) -> list[dict[str, Any]]:
+    """Rows of ``path`` with the given keys, in the order of ``keys`` (first row of each key)."""
+    by_key: dict[str, dict[str, Any]] = {}
+    for r in read_rows(path) if path.exists() else []:
+        by_key.setdefault(r.get("key"), r)
+    return [by_key[k] for k in keys if k in by_key]
+
+
+def _append_new(path: Path, rows: Sequence[dict[str, Any]], done: set[str]) -> None:
+    for row in rows:
+        if row["key"] not in done:  # a group refitted after a kill between its rows: no key twice
+            append_row(path, row)
+            done.add(row["key"])
+
+
+def _quiet(_: str) -> None:
+    return None
+
+
+# ------------------------------------------------------------------------------------------------ fit
+def fit_images(
+    signals: Sequence[Signal],
+    out: str | os.PathLike,
+    net: NetConfig = NetConfig(),
+    train: TrainConfig = TrainConfig(),
+    seeds: Sequence[int] = (0,),
+    *,
+    data: DataConfig = DataConfig(),
+    lpips: bool = True,
+    resume: bool = False,
+    overwrite: bool = False,
+    checkpoint: Literal["by-shape", "root"] = "by-shape",
+    progress: bool = True,
+    log: Log | None = None,
+) -> list[dict[str, Any]]:
+    """Fit one INR per (image × seed) from random init (the single-signal regime) into the run folder ``out``.
+
+    ``data`` is the DataConfig the signals were loaded with (recorded in the config and the checkpoints, so
+    that ``inrlens sae`` can rebuild the grid). Images of one shape form one stack, saved as
+    ``out/models/<H>x<W>/``; ``checkpoint="root"`` saves it as ``out`` itself (all images must share one shape).
+    lr: ``train.lr``, else the backbone's single-signal lr (:func:`inrlens.rules.lr_for`). Returns one row per
+    member: fresh rows for the stacks fitted now, stored rows for those a resume skipped.
+    """
+    log = log or _quiet
+    seeds = rules.check_seeds(seeds, "seeds")
+    if not signals:
+        raise ValueError("fit_images: no images to fit")
+    groups = _by_shape(signals)
+    if checkpoint == "root" and len(groups) > 1:
+        raise ValueError(f"fit_images: checkpoint='root' needs images of one shape, got {sorted(s.shape for s in signals)}")
+    lr = rules.lr_for("single", net.backbone, train.lr)
+    conf = {"cmd": "fit", "net": net, "train": train, "data": data, "seeds": seeds}
+    folder = RunFolder(prepare_run(out, conf, resume, overwrite))
+    done = done_keys(folder.results_jsonl)
+    chash = config_hash(conf)
+    dev = resolve_device(train.device)
+    base = {"regime": "single", "freeze": None, "config": chash, "net": to_dict(net), "train": to_dict(train),
+            "runtime": runtime_info(dev, train), "lr": lr}
+    rows: list[dict[str, Any]] = []
+    for group in groups:
+        h, w = group[0].shape
+        ckpt = folder.root if checkpoint == "root" else folder.models / f"{h}x{w}"
+        keys = [row_key(chash, s.name, sd, "single", None) for s in group for sd in seeds]
+        if all(k in done for k in keys) and (checkpoint != "root" or checkpoint_ready(ckpt)):
+            log(f"skip {len(group)} image(s) of shape {group[0].shape}: already done")
+            rows += _stored(folder.results_jsonl, keys)
+            continue
+        stack, fr, res = fit_single(group, net, replace(train, lr=lr), seeds, progress=progress, with_lpips=lpips)
+        save_stack(stack, ckpt, {"regime": "single", "members": [f"{r.image}@{r.seed}" for r in res], "data": to_dict(data),
+                                 "psnr": [r.psnr for r in res], "steps_run": fr.steps_run, "seconds": fr.seconds})
+        new = _rows(res, base, fr.seconds)
+        _append_new(folder.results_jsonl, new, done)
+        rows += new
+    return rows
+
+
+# ------------------------------------------------------------------------------------------------ cohort
+def train_cohort(
+    signals: Sequence[Signal],
+    out: str | os.PathLike,
+    net: NetConfig = NetConfig(),
+    train: TrainConfig = COHORT_TRAIN,
+    *,
+    n: int = 10,
+    split_seed: int = 0,
+    seed: int = 0,
+    data: DataConfig = DataConfig(),
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+    log: Log | None = None,
+) -> list[dict[str, Any]]:
+    """Train a STRAINER cohort (one shared encoder, one linear head per image, loss Σ MSE_i) into ``out``.
+
+    The cohort is ``n`` images drawn from ``signals`` with ``split_seed`` (:func:`inrlens.data.split`); head i
+    is initialised with ``seed + i``. lr: ``train.lr``, else :data:`inrlens.rules.COHORT_LR`. ``out`` holds the
+    checkpoint (``cfg.json`` + ``model.safetensors``; ``meta["members"]`` names the heads' images),
+    ``results.jsonl`` (one row per head) and ``run.json``. With ``resume``, a finished cohort is not retrained
+    and its stored rows are returned.
+    """
+    from .data import split
+
+    log = log or _quiet
+    cohort, _ = split(signals, n, 0, split_seed)
+    conf = {"cmd": "cohort", "n": n, "split_seed": split_seed, "seed": seed, "net": net, "train": train, "data": data,
+            "images": [s.name for s in cohort]}
+    folder = RunFolder(prepare_run(out, conf, resume, overwrite))
+    done = done_keys(folder.results_jsonl)
+    chash = config_hash(conf)
+    keys = [row_key(chash, s.name, seed, "cohort", None) for s in cohort]
+    if resume and checkpoint_ready(folder.root) and all(k in done for k in keys):  # complete pair + every head's row
+        log(f"{folder.root}: cohort already trained; nothing to do")
+        return _stored(folder.results_jsonl, keys)
+    lr = rules.lr_for("cohort", net.backbone, train.lr)
+    stack, fr, res = fit_cohort(cohort, net, replace(train, lr=lr), seed, progress=progress)
+    save_stack(stack, folder.root, {"regime": "cohort", "members": [s.name for s in cohort], "steps_run": fr.steps_run,
+                                    "seconds": fr.seconds, "data": to_dict(data)})
+    dev = resolve_device(train.device)
+    base = {"regime": "cohort", "freeze": None, "config": chash, "net": to_dict(net), "train": to_dict(train),
+            "runtime": runtime_info(dev, train), "steps_run": fr.steps_run, "lr": lr}
+    rows = _rows(res, base, fr.seconds)
+    _append_new(folder.results_jsonl, rows, done)
+    return rows
+
+
+# ------------------------------------------------------------------------------------------------ transfer
+def transfer_images(
+    encoder_dir: str | os.PathLike,
+    signals: Sequence[Signal],
+    out: str | os.PathLike,
+    depths: Sequence[str | int | None] = ("all",),
+    *,
+    seeds: Sequence[int] = (0,),
+    train: TrainConfig = TrainConfig(),
+    data: DataConfig = DataConfig(),
+    random_lr: float | None = None,
+    include_cohort: bool = False,
+    limit: int | None = None,
+    lpips: bool = True,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+    log: Log | None = None,
+) -> list[dict[str, Any]]:
+    """Freeze sweep of one cohort encoder: fit every (image × seed) at every depth of ``depths`` into ``out``.
+
+    ``depths`` as :func:`inrlens.rules.parse_depths` reads them: 'all' (= 'none', 0..L−1, 'random'), 'none'
+    (no-freeze: every encoder layer starts from the cohort and trains), k (freeze layers 0..k, re-initialise
+    and train the rest), 'random' (the random-init baseline: a single-signal fit of the encoder's architecture).
+    Images that were cohort members are left out unless ``include_cohort``; ``limit`` keeps the first N of the
+    rest. lr: transfer fits ``train.lr`` else :data:`inrlens.rules.TRANSFER_LR`; the random-init baseline
+    ``random_lr`` else the backbone's single-signal lr — the rules of ``inrlens sweep``.
+
+    Every bad input (a depth outside 0..L−1, no image left) is refused before ``out`` is touched. Returns one
+    row per (depth × image × seed): fresh rows for the stacks fitted now, stored rows for those a resume skipped.
+    """
+    log = log or _quiet
+    seeds = rules.check_seeds(seeds, "seeds")
+    encoder, meta = load_stack(encoder_dir)
+    sigs = list(signals)
+    if not include_cohort:
+        members = set(meta.get("members", []))
+        sigs = [s for s in sigs if s.name not in members]
+        if not sigs:
+            raise ValueError("every target image is a member of the cohort; pass --include-cohort to fit them anyway")
+    sigs = sigs[:limit]
+    if not sigs:
+        raise ValueError("transfer_images: no images to fit")
+    if sigs[0].channels != encoder.out_features:
+        from .data import harmonise_channels
+
+        sigs = harmonise_channels(sigs, "rgb" if encoder.out_features == 3 else "gray")
+    L = encoder.cfg.depth
+    try:
+        regimes = rules.parse_depths(depths, L)  # a bad depth fails before the run folder is touched
+    except ValueError as e:
+        raise ValueError(f"{e} ({encoder_dir})") from None
+    backbone = encoder.cfg.backbone
+    lr_transfer = rules.lr_for("transfer", backbone, train.lr)
+    lr_random = rules.lr_for("random", backbone, random_lr)
+    conf: dict[str, Any] = {"cmd": "transfer", "encoder": str(encoder_dir), "train": train, "data": data, "seeds": seeds}
+    legacy = train.lr if train.lr is not None else LEGACY_RANDOM_LR
+    if "random" in regimes and lr_random != legacy:
+        conf["random_lr"] = lr_random
+    folder = RunFolder(prepare_run(out, conf, resume, overwrite))
+    done = done_keys(folder.results_jsonl)
+    dev = resolve_device(train.device)
+    info = runtime_info(dev, train)
+    chash = config_hash(conf)
+    rows: list[dict[str, Any]] = []
+    for depth in regimes:
+        regime = "random" if depth == "random" else "transfer"
+        freeze = rules.freeze_of(depth)
+        lr = lr_random if regime == "random" else lr_transfer
+        for group in _by_shape(sigs):
+            keys = [row_key(chash, s.name, sd, regime, freeze) for s in group for sd in seeds]
+            if all(k in done for k in keys):
+                rows += _stored(folder.results_jsonl, keys)
+                continue
+            if regime == "random":
+                _, fr, res = fit_single(group, encoder.cfg, replace(train, lr=lr), seeds, progress=progress, with_lpips=lpips)
+            else:
+                _, fr, res = fit_transfer(encoder, group, freeze, replace(train, lr=lr), seeds, progress=progress, with_lpips=lpips)
+            base = {"regime": regime, "freeze": freeze, "config": chash, "net": to_dict(encoder.cfg), "train": to_dict(train),
+                    "runtime": info, "encoder": str(encoder_dir), "lr": lr}
+            new = _rows(res, base, fr.seconds)
+            _append_new(folder.results_jsonl, new, done)
+            rows += new
+    return rows
+
+
+def depth_tag(row: dict[str, Any]) -> str:
+    """'random', 'none' or 'k=K' for a transfer-run row (the first column of the transfer table)."""
+    if row.get("regime") == "random":
+        return "random"
+    return "none" if row.get("freeze") is None else f"k={row['freeze']}"
+
+
+def summarise_transfer(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per depth (in first-seen order): n finished fits, PSNR mean and sample std (:func:`inrlens.rules.mean_std`,
+    ddof 1) over images × seeds, mean SSIM and LPIPS. Diverged rows are counted out; NaN where nothing is left."""
+    order: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        order.setdefault(depth_tag(r), []).append(r)
+    out = []
+    for tag, rs in order.items():
+        ok = [r for r in rs if r.get("status") == "ok"]
+        psnr, psnr_std = rules.mean_std(r.get("psnr") for r in ok)
+        out.append({"depth": tag, "n": len(ok), "psnr": psnr, "psnr_std": psnr_std,
+                    "ssim": rules.mean_std(r.get("ssim") for r in ok)[0],
+                    "lpips": rules.mean_std(r.get("lpips") for r in ok)[0]})
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ results
+RESULT_KINDS = ("fit", "cohort", "sae", "ablation", "all")
+
+
+def _kind_of(row: dict[str, Any], file: Path) -> str:
+    if row.get("kind") in ("fit", "cohort"):  # sweep rows say what they are
+        return str(row["kind"])
+    if file.name.startswith("ablation"):
+        return "ablation"
+    if "condition" in row and "layer" in row:
+        return "sae"
+    if "regime" in row and "psnr" in row:  # rows of fit / cohort / transfer runs: one per fitted member
+        return "fit"
+    return "other"
+
+
+def results(run_dir: str | os.PathLike, kind: Literal["fit", "cohort", "sae", "ablation", "all"] = "fit"):
+    """The result rows of a run folder as a pandas DataFrame, one row per result line.
+
+    Works on any inrlens run folder: a fit / cohort / transfer folder (``results.jsonl``), a sweep folder
+    (``results/*.jsonl``) and a reproduce run root (its sweep, single-signal fits, SAEs and ablations): every
+    ``*.jsonl`` under ``run_dir`` is read (torn last lines skipped). ``kind`` selects rows:
+
+    * ``"fit"`` (default): one row per fitted member — single fits, cohort heads, freeze-k / no-freeze /
+      random-init fits (every row with a regime and a PSNR),
+    * ``"cohort"``: a sweep's per-cohort rows (stable-rank profiles ``sr_w``/``sr_h``, steps, mean PSNR),
+    * ``"sae"``: SAE diagnostics (one per condition × layer), ``"ablation"``: single-atom ablations,
+    * ``"all"``: everything.
+
+    Flattening: nested tables become dotted columns (``net.width``, ``train.steps``, ``runtime.device``, …);
+    lists (``curve``, ``curve_steps``, ``shape``, ``images``) stay as list-valued cells; a missing or non-finite
+    number (stored as null) is NaN. Added columns: ``file`` (the JSONL file, relative to ``run_dir``) and, for
+    transfer and random-init rows without one, ``depth`` ('none', 'random' or k, as a sweep row has it).
+    """
+    import pandas as pd
+
+    root = Path(run_dir)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: no such run folder")
+    if kind not in RESULT_KINDS:
+        raise ValueError(f"kind must be one of {', '.join(RESULT_KINDS)}, got {kind!r}")
+    records = []
+    for f in sorted(root.rglob("*.jsonl")):
+        for row in read_rows(f):
+            if kind != "all" and _kind_of(row, f) != kind:
+                continue
+            row = dict(row, file=str(f.relative_to(root)))
+            if "depth" not in row and row.get("regime") in ("transfer", "random"):
+                row["depth"] = "random" if row["regime"] == "random" else ("none" if row.get("freeze") is None else row["freeze"])
+            records.append(row)
+    if not records:
+        return pd.DataFrame()
+    df = pd.json_normalize(records, sep=".")
+    for col in ("psnr", "ssim", "lpips", "train_psnr", "fit_seconds", "lr"):
+        if col in df.columns:
+            df[col] = pd.to_numeric(df[col], errors="coerce").astype(float)
+    return df
+
+
+__all__ = ["fit_images", "train_cohort", "transfer_images", "summarise_transfer", "depth_tag", "row_key", "results",
+           "COHORT_TRAIN", "LEGACY_RANDOM_LR"]
