@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import os
 import types
 import typing
@@ -99,10 +100,19 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class DataConfig:
-    """How images become signals (SPEC §1)."""
+    """How images become signals: crop, resize, channels (see docs/datasets.md).
+
+    ``size`` and ``scale`` are the two ways to resize, and at most one may be given: ``size`` brings every
+    image to one longer side; ``scale`` multiplies every image's own size by one factor, so a dataset keeps
+    its native resolution relative to the others (the paper's Kodak photographs have 3× the pixels per side
+    of its CelebA-HQ faces). Sizes after resizing are rounded to the nearest integer, halves up, and are at
+    least 3 px per side."""
 
     size: int | None = None
-    """Resize so that the longer side has this many pixels (aspect kept, Lanczos); None = native."""
+    """Resize so that the longer side has this many pixels (aspect kept, Lanczos; at least 3); None = native."""
+    scale: float | None = None
+    """Multiply every image's native height and width by this factor (aspect kept, Lanczos; each side rounded
+    to the nearest integer, halves up, at least 3 px); None = native. Excludes ``size``."""
     square: bool = False
     """Centre-crop to a square before resizing."""
     channels: Literal["auto", "gray", "rgb"] = "auto"
@@ -111,6 +121,19 @@ class DataConfig:
     """Refuse images with more pixels than this (a clear error names the limit)."""
     on_bad_file: Literal["error", "skip"] = "error"
     """In a folder, a file that is not a readable image: 'error' stops, 'skip' warns and goes on."""
+
+    def __post_init__(self) -> None:
+        if self.size is not None and self.scale is not None:
+            raise ValueError(f"give the image size or the scale, not both (size={self.size}, scale={self.scale})")
+        if self.size is not None and (isinstance(self.size, bool) or not isinstance(self.size, int) or self.size < 3):
+            raise ValueError(f"size must be an integer >= 3 (pixels of the longer side), got {self.size!r}")
+        if self.scale is not None:
+            try:
+                ok = not isinstance(self.scale, bool) and math.isfinite(self.scale) and self.scale > 0
+            except TypeError:
+                ok = False
+            if not ok:
+                raise ValueError(f"scale must be a finite number > 0, got {self.scale!r}")
 
 
 def to_dict(obj: Any) -> Any:

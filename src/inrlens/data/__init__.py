@@ -15,7 +15,9 @@ from .images import (
     list_images,
     load_image,
     load_images,
+    sizes_after_scale,
     split,
+    target_shape,
     to_unit,
 )
 from .samples import load_sample, resolve
@@ -32,6 +34,8 @@ __all__ = [
     "load_images",
     "load_sample",
     "resolve",
+    "sizes_after_scale",
     "split",
+    "target_shape",
     "to_unit",
 ]

@@ -12,6 +12,7 @@ Conventions
 
 from __future__ import annotations
 
+import math
 import os
 import random
 import warnings
@@ -108,34 +109,94 @@ def _array_from_pil(img: Image.Image, name: str) -> np.ndarray:
     return arr.astype(np.float32)
 
 
-def _resize(arr: np.ndarray, cfg: DataConfig) -> np.ndarray:
-    """Centre-crop to square (optional) and resize the longer side to cfg.size with Lanczos."""
-    h, w, c = arr.shape
-    if cfg.square and h != w:
-        s = min(h, w)
-        top, left = (h - s) // 2, (w - s) // 2
-        arr = arr[top : top + s, left : left + s]
-        h, w = s, s
+RESIZED_MIN_SIDE = 3
+"""Every side of a resized image (``size`` or ``scale``) is at least this many pixels (SSIM needs 3)."""
+
+
+def _round_half_up(x: float) -> int:
+    """Nearest integer, halves rounded up (36.5 → 37); a 1e-9 margin absorbs float error in products like 45·0.1."""
+    return int(math.floor(x + 0.5 + 1e-9))
+
+
+def _check_scale(scale: float) -> float:
+    try:
+        ok = not isinstance(scale, bool) and math.isfinite(scale) and scale > 0
+    except TypeError:
+        ok = False
+    if not ok:
+        raise ValueError(f"scale must be a finite number > 0, got {scale!r}")
+    return float(scale)
+
+
+def sizes_after_scale(shapes: Iterable[tuple[int, int]], scale: float) -> list[tuple[int, int]]:
+    """Each (H, W) multiplied by ``scale``, as ``DataConfig(scale=...)`` resizes images (pure; for planning).
+
+    Every side becomes ``max(3, round_half_up(side · scale))``: the nearest integer with halves rounded up
+    (75 · 1/2 = 37.5 → 38), and never under 3 px. Height and width are scaled separately, so the aspect
+    ratio is kept up to that rounding and a portrait image stays portrait: (512, 768) · 1/4 → (128, 192).
+    """
+    scale = _check_scale(scale)
+    return [(max(RESIZED_MIN_SIDE, _round_half_up(int(h) * scale)), max(RESIZED_MIN_SIDE, _round_half_up(int(w) * scale)))
+            for h, w in shapes]
+
+
+def target_shape(h: int, w: int, cfg: DataConfig) -> tuple[int, int]:
+    """(H, W) that an H×W image has after ``cfg``'s optional square crop and its resize (``size`` or ``scale``)."""
+    if cfg.square:
+        h = w = min(h, w)
+    if cfg.scale is not None:
+        return sizes_after_scale([(h, w)], cfg.scale)[0]
     if cfg.size is None or max(h, w) == cfg.size:
+        return h, w
+    f = cfg.size / max(h, w)
+    if h >= w:  # the longer side is exactly cfg.size; the other follows the aspect ratio
+        return cfg.size, max(RESIZED_MIN_SIDE, _round_half_up(w * f))
+    return max(RESIZED_MIN_SIDE, _round_half_up(h * f)), cfg.size
+
+
+def _centre_square(arr: np.ndarray) -> np.ndarray:
+    h, w = arr.shape[:2]
+    s = min(h, w)
+    top, left = (h - s) // 2, (w - s) // 2
+    return arr[top : top + s, left : left + s]
+
+
+def _resample(arr: np.ndarray, nh: int, nw: int) -> np.ndarray:
+    """(H, W, C) in [0, 1] → (nh, nw, C) with Lanczos (antialiased when shrinking), clipped to [0, 1]."""
+    if arr.shape[:2] == (nh, nw):
         return arr
-    scale = cfg.size / max(h, w)
-    nh, nw = max(MIN_SIDE, round(h * scale)), max(MIN_SIDE, round(w * scale))
     chans = []
-    for ch in range(c):  # per channel in float mode keeps 16-bit precision
-        im = Image.fromarray(arr[:, :, ch].astype(np.float32), mode="F")
+    for ch in range(arr.shape[2]):  # per channel in float mode keeps 16-bit precision
+        im = Image.fromarray(np.ascontiguousarray(arr[:, :, ch], dtype=np.float32), mode="F")
         chans.append(np.asarray(im.resize((nw, nh), Image.Resampling.LANCZOS), dtype=np.float32))
     return np.clip(np.stack(chans, axis=2), 0.0, 1.0)
 
 
-def array_to_signal(arr: np.ndarray, name: str, source: str = "", cfg: DataConfig | None = None) -> Signal:
-    """(H, W[, C]) array in [0, 1] → Signal (resized per cfg)."""
+def _resize(arr: np.ndarray, cfg: DataConfig, native: tuple[int, int] | None = None) -> np.ndarray:
+    """Centre-crop to square (optional), then resize with Lanczos to ``cfg.size`` (longer side) or by ``cfg.scale``.
+
+    ``native`` is the size the array stands for when it differs from ``arr``'s own (a built-in sample stored
+    smaller than its nominal size, same aspect ratio): the size rule is applied to ``native`` and ``arr`` is
+    resampled once, straight to the result."""
+    h, w = native or arr.shape[:2]
+    if cfg.square and arr.shape[0] != arr.shape[1]:
+        arr = _centre_square(arr)
+    return _resample(arr, *target_shape(h, w, cfg))
+
+
+def array_to_signal(arr: np.ndarray, name: str, source: str = "", cfg: DataConfig | None = None,
+                    native: tuple[int, int] | None = None) -> Signal:
+    """(H, W[, C]) array in [0, 1] → Signal (cropped and resized per cfg; ``native`` as in ``_resize``)."""
     cfg = cfg or DataConfig()
     arr = np.asarray(arr, dtype=np.float32)
     if arr.ndim == 2:
         arr = arr[:, :, None]
     if arr.ndim != 3 or arr.shape[2] not in (1, 3):
         raise ImageError(f"{name}: expected (H, W), (H, W, 1) or (H, W, 3), got shape {arr.shape}")
-    arr = _resize(arr, cfg)
+    nh, nw = target_shape(*(native or arr.shape[:2]), cfg)
+    if nh * nw > cfg.max_pixels:
+        raise ImageError(f"{name}: resized to {nw}x{nh} px it exceeds the limit of {cfg.max_pixels} pixels (DataConfig.max_pixels)")
+    arr = _resize(arr, cfg, native)
     if min(arr.shape[:2]) < MIN_SIDE:
         raise ImageError(f"{name}: image is {arr.shape[1]}x{arr.shape[0]} px; at least {MIN_SIDE}x{MIN_SIDE} needed")
     pixels = torch.from_numpy(np.ascontiguousarray(arr)) * 2.0 - 1.0
