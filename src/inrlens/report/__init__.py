@@ -10,7 +10,7 @@ def write_report(run_dir, out=None) -> list[_Path]:
     out: where to write (default run_dir/report). Returns the written paths. Raises FileNotFoundError when no
     fit rows are found.
     """
-    from ..store import RESULTS_DIR, atomic_write_json, atomic_write_text, read_rows
+    from ..store import REPORT_DIR, RESULTS_DIR, atomic_write_json, atomic_write_text, read_rows
     from . import figures, tables
 
     run_dir = _Path(run_dir)
@@ -21,7 +21,7 @@ def write_report(run_dir, out=None) -> list[_Path]:
     summary = tables.summarise(rows)
     if not summary["table1"]:
         raise FileNotFoundError(f"{run_dir}: no freeze-sweep result rows found")
-    out = _Path(out) if out is not None else (run_dir if run_dir.is_dir() else run_dir.parent) / "report"
+    out = _Path(out) if out is not None else (run_dir if run_dir.is_dir() else run_dir.parent) / REPORT_DIR
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for name, fn in (("table1", tables.table1), ("predictions", tables.predictions_table), ("per_combination", tables.combo_tables)):
