@@ -7,7 +7,7 @@ The three sets copy the resolution structure of the paper's datasets at half the
 set               paper's dataset (H×W)                   sample set, native (H×W)    images    source
 ================  ======================================  ==========================  ========  ==================
 ``sample:faces``  CelebA-HQ faces, 256×256                128×128, gray               100       scikit-image
-``sample:mri``    OASIS axial slices, 192×160             96×80, gray                 27        nilearn
+``sample:mri``    OASIS axial slices, 160×224             112×80, gray                27        nilearn
 ``sample:photos`` Kodak, 512×768 and 768×512              256×384 (11), 384×256 (10)  21        scikit-image
 ================  ======================================  ==========================  ========  ==================
 
@@ -15,14 +15,15 @@ set               paper's dataset (H×W)                   sample set, native (H
   images are background patches without faces and are not used). They are 25×25 px; their nominal size is
   128×128, which they reach by Lanczos upsampling, so they carry 25 px of detail at any size.
 * ``mri`` — axial slices (every 3rd, z = 60…138) of the MNI152 2009a symmetric 1 mm T1 template shipped in
-  nilearn (skull-stripped), cut to a 160×192 mm field of view around the brain (192 rows anterior → posterior,
-  160 columns left → right, as the paper's 160×192 OASIS slices) and shown at 2 mm per pixel.
+  nilearn (skull-stripped), cut to a 224×160 mm field of view around the brain (224 rows anterior → posterior,
+  160 columns left → right, the field of view of the paper's 160×224 axial OASIS slices, shown upright here)
+  at 2 mm per pixel.
 * ``photos`` — non-overlapping 3:2 tiles at the photographs' own pixel scale (nothing resampled): 384×256
   landscape tiles of astronaut (2), immunohistochemistry (2), chelsea (1) and hubble_deep_field (6), and
   256×384 portrait tiles of coffee (2), rocket (2) and retina (6, from the middle of the fundus) of
   ``skimage.data``. The tiles of one photograph sit side by side on a grid centred in it.
 
-Longer sides 128 : 96 : 384 — the paper's 256 : 192 : 768 — so the photographs have 3× the pixels per side
+Longer sides 128 : 112 : 384 — the paper's 256 : 224 : 768 — so the photographs have 3× the pixels per side
 of the faces and the encoder of a face cohort meets them at 3× its coordinate density. A built-in set is
 resampled once, from its stored pixels straight to the size ``DataConfig`` asks for (``scale`` multiplies
 the native sizes above). Nothing is downloaded.
@@ -46,8 +47,8 @@ from .images import ImageError, Signal, array_to_signal, harmonise_channels, loa
 
 FACE_SIDE = 128
 """Nominal side of a ``sample:faces`` image (the paper's CelebA-HQ 256 px, halved)."""
-MRI_SHAPE = (96, 80)
-"""Nominal (H, W) of a ``sample:mri`` slice (the paper's 192×160 OASIS slices, halved)."""
+MRI_SHAPE = (112, 80)
+"""Nominal (H, W) of a ``sample:mri`` slice (the paper's 224×160 mm axial OASIS slices, upright, halved)."""
 PHOTO_TILE = (256, 384)
 """(H, W) of a landscape ``sample:photos`` tile at the photographs' own pixel scale; portrait tiles are (384, 256)
 (the paper's 512×768 Kodak images, halved)."""
@@ -66,7 +67,7 @@ RETINA_BOX = 800
 corners outside it)."""
 MRI_SLICES = range(60, 139, 3)
 """Axial slice indices z of the MNI152 1 mm template used by ``sample:mri``."""
-MRI_FOV = (192, 160)
+MRI_FOV = (224, 160)
 """(rows, columns) in mm of the field of view cut around the brain, shown at 2 mm per pixel."""
 
 Sample = Union[tuple[str, np.ndarray], tuple[str, np.ndarray, tuple[int, int]]]
@@ -119,8 +120,8 @@ def _mri() -> list[Sample]:
     brain = np.rot90((vol > 0.05).any(axis=2))
     rows, cols = np.nonzero(brain.any(axis=1))[0], np.nonzero(brain.any(axis=0))[0]
     fh, fw = MRI_FOV
-    top = (int(rows.min()) + int(rows.max()) + 1 - fh) // 2
-    left = (int(cols.min()) + int(cols.max()) + 1 - fw) // 2
+    top = min(max((int(rows.min()) + int(rows.max()) + 1 - fh) // 2, 0), brain.shape[0] - fh)
+    left = min(max((int(cols.min()) + int(cols.max()) + 1 - fw) // 2, 0), brain.shape[1] - fw)
     out: list[Sample] = []
     for z in MRI_SLICES:
         sl = np.rot90(vol[:, :, z])
