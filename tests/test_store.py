@@ -18,8 +18,16 @@ import pytest
 from safetensors.numpy import save_file
 
 from inrlens import store
-from inrlens.store import (RunFolder, append_row, atomic_write, atomic_write_bytes, atomic_write_json, atomic_write_text,
-                           checkpoint_ready, clean_json)
+from inrlens.store import (
+    RunFolder,
+    append_row,
+    atomic_write,
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_text,
+    checkpoint_ready,
+    clean_json,
+)
 
 
 def _mode(p: Path) -> int:

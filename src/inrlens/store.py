@@ -17,8 +17,9 @@ import math
 import os
 import secrets
 import stat
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -240,7 +241,8 @@ def load_stack(folder: str | os.PathLike, device: str | torch.device = "cpu") ->
     try:
         t = load_file(str(model_path), device=str(device))
     except Exception as e:  # noqa: BLE001 - safetensors raises its own error types for damaged files
-        raise ValueError(f"{model_path}: not a readable safetensors file ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+        why = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ValueError(f"{model_path}: not a readable safetensors file ({why})") from None
     n = net.depth + 1
     enc_names = get_backbone(net.backbone).encoding_names(net)
     missing = [k for k in [*enc_names, *(f"weight{i}" for i in range(n)), *(f"bias{i}" for i in range(n))] if k not in t]
