@@ -24,7 +24,7 @@ from inrlens.config import DataConfig, NetConfig, TrainConfig
 from inrlens.data import grid
 from inrlens.fit import Group, resolve_device, runtime_info, set_precision, train
 from inrlens.nets import Stack, cohort_stack, transfer_stack
-from inrlens import samples
+from inrlens.data import samples
 
 # The paper grid (SPEC §1, §3): sources/targets with their test-image counts and native pixel counts.
 PAPER_TARGETS = {"celeba_hq": (50, 256 * 256), "oasis": (50, 256 * 256), "kodak": (14, 768 * 512)}

@@ -11,7 +11,7 @@ import subprocess
 import pytest
 
 from inrlens.store import read_rows
-from test_grid import _cli, check_complete, expected_fits, sets, sweep_args  # noqa: F401  (sets is a fixture)
+from test_sweep import _cli, check_complete, expected_fits, sets, sweep_args  # noqa: F401  (sets is a fixture)
 
 pytestmark = pytest.mark.slurm
 

@@ -1,11 +1,14 @@
-"""Sweep grid: expansion, keys, splits, chunking, spec files, and a tiny real sweep through submitit's
-LocalExecutor (real subprocesses) that is SIGKILLed midway and resumed with no duplicate and no missing key."""
+"""Sweep: expansion, keys (pinned against earlier versions), splits, chunking, spec files, task pickling, a
+failing job under the debug cluster, and a tiny real sweep through submitit's LocalExecutor (real subprocesses)
+that is SIGKILLed midway and resumed with no duplicate and no missing key."""
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -19,8 +22,10 @@ from PIL import Image
 
 from conftest import tiny_signals
 from inrlens.config import NetConfig, TrainConfig, DataConfig
-from inrlens.grid import (ExecSpec, SweepSpec, chunk_fits, deal, depth_list, load_spec_file, make_plan, merge_flags,
-                          parse_data, run_sweep, spec_from_dict)
+from inrlens import rules
+from inrlens.rules import parse_depths
+from inrlens.sweep import (CohortTask, ExecSpec, FitTask, SweepSpec, chunk_fits, deal, failure_cause, load_spec_file, make_plan,
+                           merge_flags, parse_data, run_sweep, spec_from_dict)
 from inrlens.store import read_rows
 
 
@@ -56,10 +61,10 @@ def test_parse_and_depths():
     for bad in (["a"], ["=x"], ["a=x", "a=y"], [], ["a b=x"]):
         with pytest.raises(ValueError):
             parse_data(bad)
-    assert depth_list(["all"], 3) == ["none", 0, 1, 2, "random"]
-    assert depth_list(["2", "none", "2"], 3) == [2, "none"]
+    assert parse_depths(["all"], 3) == ["none", 0, 1, 2, "random"]
+    assert parse_depths(["2", "none", "2"], 3) == [2, "none"]
     with pytest.raises(ValueError, match="outside"):
-        depth_list(["3"], 3)
+        parse_depths(["3"], 3)
 
 
 def test_plan_counts_keys_and_splits(sets, tmp_path):
@@ -67,20 +72,20 @@ def test_plan_counts_keys_and_splits(sets, tmp_path):
     plan = make_plan(spec, tmp_path)
     assert len(plan.cohorts) == 2 * 2
     assert len(plan.fits) == expected_fits(2, 2, 2, 2, 2, 2)
-    keys = [f["key"] for f in plan.fits]
+    keys = [f.key for f in plan.fits]
     assert len(set(keys)) == len(keys)
     for c in plan.cohorts:  # a dataset's cohort images are never its test images
-        test_names = {f["image"] for f in plan.fits if f["target"] == c["source"]}
-        assert not test_names & set(c["images"]) and len(c["images"]) == 2
-    ff = next(c for c in plan.cohorts if c["backbone"] == "ffmlp")
-    assert ff["net"]["ff_sigma"] == pytest.approx(10.0 * 16 / 256)  # σ scaled with the resolution
+        test_names = {f.image for f in plan.fits if f.target == c.source}
+        assert not test_names & set(c.images) and len(c.images) == 2
+    ff = next(c for c in plan.cohorts if c.backbone == "ffmlp")
+    assert ff.net.ff_sigma == pytest.approx(10.0 * 16 / 256)  # σ scaled with the resolution
     # keys are stable and change with anything that defines a fit
-    assert [f["key"] for f in make_plan(spec, tmp_path).fits] == keys
+    assert [f.key for f in make_plan(spec, tmp_path).fits] == keys
     other = make_plan(tiny_spec(sets, backbones=("siren", "ffmlp"), train=TrainConfig(steps=5, lr=1e-3, log_every=2)), tmp_path)
-    assert not set(keys) & {f["key"] for f in other.fits}
+    assert not set(keys) & {f.key for f in other.fits}
     # the random-init baseline has no source: one fit per (target, image, seed), not one per source
-    rnd = [f for f in plan.fits if f["regime"] == "random"]
-    assert len(rnd) == 2 * 2 * 2 * 2 and all(f["source"] is None for f in rnd)
+    rnd = [f for f in plan.fits if f.regime == "random"]
+    assert len(rnd) == 2 * 2 * 2 * 2 and all(f.source is None for f in rnd)
 
 
 def test_chunks_and_deal(sets, tmp_path):
@@ -90,7 +95,7 @@ def test_chunks_and_deal(sets, tmp_path):
     assert sum(len(c) for c in chunks) == len(plan.fits)
     assert all(1 <= len(c) <= 3 for c in chunks)
     for c in chunks:  # one stack: one source, target, regime, depth and shape
-        assert len({(f["source"], f["target"], f["regime"], f["freeze"], tuple(f["shape"])) for f in c}) == 1
+        assert len({(f.source, f.target, f.regime, f.freeze, tuple(f.shape)) for f in c}) == 1
     packs = deal(chunks, 4)
     assert len(packs) == 4 and sorted(id(c) for p in packs for c in p) == sorted(id(c) for c in chunks)
 
@@ -133,7 +138,7 @@ jobs = 3
     yml.write_text(yaml.safe_dump(load_spec_file(toml), sort_keys=False))
     assert spec_from_dict(load_spec_file(yml))[0] == flags
     py = tmp_path / "s.py"
-    py.write_text("from inrlens.grid import SweepSpec\nfrom inrlens.config import NetConfig\n"
+    py.write_text("from inrlens.sweep import SweepSpec\nfrom inrlens.config import NetConfig\n"
                   f"SPEC = SweepSpec(data=('rgb={sets['rgb']}',), net=NetConfig(width=8))\n")
     s3, _ = spec_from_dict(load_spec_file(py))
     assert s3.data == (f"rgb={sets['rgb']}",) and s3.net.width == 8
@@ -158,7 +163,7 @@ def test_debug_sweep_rows_match_direct_fits(sets, tmp_path):
     assert len(rows) == 2 * 2 * 2  # 2 test images × 2 seeds × {none, k=0} (random not asked for)
     enc, _ = load_stack(tmp_path / "cohorts" / "rgb_siren")
     plan = make_plan(spec, tmp_path)
-    test_imgs = sorted({f["image"] for f in plan.fits})
+    test_imgs = sorted({f.image for f in plan.fits})
     sigs = {s.name: s for s in resolve(str(sets["gray"]), spec.images)}
     _, _, res = fit_transfer(enc, [sigs[n] for n in test_imgs], 0, spec.train, (0, 1), progress=False, with_lpips=False)
     got = {(r["image"], r["seed"]): r["psnr"] for r in rows if r["freeze"] == 0}
@@ -187,7 +192,7 @@ def check_complete(out: Path, n_expected: int) -> list[dict]:
     assert not [k for k, c in counts.items() if c > 1], "duplicate keys"
     spec_d = json.loads((out / "run.json").read_text())["spec"]
     spec, _ = spec_from_dict({k: v for k, v in spec_d.items() if k != "hash"})
-    planned = {f["key"] for f in make_plan(spec, out).fits}
+    planned = {f.key for f in make_plan(spec, out).fits}
     assert len(planned) == n_expected and set(counts) == planned
     return rows
 
@@ -283,3 +288,202 @@ def test_local_sweep_worker_killed_then_rerun(sets, tmp_path):
     log2, _ = p2.communicate(timeout=600)
     assert p2.returncode == 0, log2
     check_complete(out, n)
+
+
+# ------------------------------------------------------------------------------------------------ keys, tasks
+def faces_spec(**kw) -> SweepSpec:
+    base = dict(data=("faces=sample:faces",), backbones=("siren", "ffmlp"), seeds=(0, 1), n_cohort=3, n_test=2, depths=("all",),
+                net=NetConfig(width=8, depth=2, ff_features=8), cohort_train=TrainConfig(steps=6, lr=1e-3, log_every=5, target_psnr=30.0),
+                train=TrainConfig(steps=4, lr=1e-3, log_every=2), images=DataConfig(size=16), lpips=False)
+    base.update(kw)
+    return SweepSpec(**base)
+
+
+def pin_sets(root: Path) -> None:
+    """Two 5-image datasets (16×16, gray and RGB) from a fixed formula, so that pinned keys do not depend on any
+    loader or bundled sample data."""
+    for name, ch in (("gray", 1), ("rgb", 3)):
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for i in range(5):
+            y, x = np.mgrid[0:16, 0:16]
+            a = ((x * (i + 1) * 7 + y * 11 + i * 37) % 256).astype(np.uint8)
+            Image.fromarray(a if ch == 1 else np.stack([a, a[::-1], a.T], -1)).save(root / name / f"img{i:02d}.png")
+
+
+def test_keys_pinned_to_earlier_versions(tmp_path, monkeypatch):
+    """Keys must not change, or existing run folders would redo every fit. The values below were computed with
+    the single-module sweep (src/inrlens/grid.py and the configs of commit 91005f4, before the sweep became the
+    inrlens.sweep package and before DataConfig gained `scale`); never update them to make this test pass."""
+    pin_sets(tmp_path)
+    monkeypatch.chdir(tmp_path)  # dataset paths are part of the cohort keys: relative paths keep them fixed
+    spec = SweepSpec(data=("gray=gray", "rgb=rgb"), backbones=("siren", "ffmlp"), seeds=(0, 1), n_cohort=2, n_test=2,
+                     depths=("all",), net=NetConfig(width=8, depth=2, ff_features=8),
+                     cohort_train=TrainConfig(steps=6, lr=1e-3, log_every=5, target_psnr=30.0),
+                     train=TrainConfig(steps=4, lr=1e-3, log_every=2), images=DataConfig(size=16), lpips=False)
+    plan = make_plan(spec, Path("run"))
+    assert [(c.source, c.backbone, c.key, c.images, c.res, c.grid, c.dir) for c in plan.cohorts] == [
+        ("gray", "siren", "1195d5f8acd8318f", ("img02", "img01"), 16, (16, 16), "run/cohorts/gray_siren"),
+        ("gray", "ffmlp", "d346d87d604eff30", ("img02", "img01"), 16, (16, 16), "run/cohorts/gray_ffmlp"),
+        ("rgb", "siren", "2c6173dbf6ecf1ce", ("img02", "img01"), 16, (16, 16), "run/cohorts/rgb_siren"),
+        ("rgb", "ffmlp", "d08b8e505c94e810", ("img02", "img01"), 16, (16, 16), "run/cohorts/rgb_ffmlp")]
+    fits = {(f.source, f.target, f.backbone, f.depth, f.image, f.seed): (f.lr, f.key) for f in plan.fits}
+    assert fits[("gray", "gray", "siren", "none", "img00", 0)] == (1e-3, "be1e530112b36b11")
+    assert fits[("rgb", "gray", "siren", 0, "img00", 0)] == (1e-3, "fca2e0af9e42ac4e")
+    assert fits[("rgb", "rgb", "ffmlp", 1, "img00", 1)] == (1e-3, "be22b59ca343f3e6")
+    assert fits[(None, "gray", "siren", "random", "img00", 0)] == (1e-4, "2fffa3c163b01aed")
+    assert fits[(None, "rgb", "ffmlp", "random", "img04", 1)] == (1e-3, "8c4737013385b99a")
+    # every key, in plan order: 2 backbones × 2 targets × 2 images × 2 seeds × (2 sources × {none, 0, 1} + random)
+    assert len(plan.fits) == 112
+    assert hashlib.sha256(json.dumps([f.key for f in plan.fits]).encode()).hexdigest()[:16] == "7e39f5d51af15625"
+    # default lrs (train.lr and random_lr unset) and native image size
+    plan = make_plan(dataclasses.replace(spec, train=TrainConfig(steps=4), images=DataConfig()), Path("run"))
+    fits = {(f.source, f.target, f.backbone, f.depth, f.image, f.seed): (f.lr, f.key) for f in plan.fits}
+    assert fits[("gray", "gray", "siren", "none", "img00", 0)] == (1e-4, "1ea6ed88e5b6fc7a")
+    assert fits[(None, "gray", "siren", "random", "img00", 0)] == (1e-4, "ec25607605694ed0")
+    assert fits[(None, "gray", "ffmlp", "random", "img00", 0)] == (1e-3, "c188db6cc1a91583")
+    assert hashlib.sha256(json.dumps([f.key for f in plan.fits]).encode()).hexdigest()[:16] == "8cb43dec6a53affe"
+
+
+def test_tasks_pickle_round_trip(tmp_path):
+    plan = make_plan(faces_spec(), tmp_path)
+    assert pickle.loads(pickle.dumps(plan)) == plan
+    c, f = plan.cohorts[0], plan.fits[0]
+    assert isinstance(c, CohortTask) and isinstance(f, FitTask)
+    c2, f2 = pickle.loads(pickle.dumps(c)), pickle.loads(pickle.dumps(f))
+    assert (c2.key, c2.images, c2.net, c2.train, c2.data, c2.grid) == (c.key, c.images, c.net, c.train, c.data, c.grid)
+    assert (f2.key, f2.shape, f2.cohort_dir, f2.depth) == (f.key, f.shape, f.cohort_dir, f.depth)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        f.lr = 1.0  # type: ignore[misc]
+
+
+def test_baseline_and_transfer_lr_match_the_transfer_command(tmp_path):
+    """`inrlens transfer` resolves its random-init baseline with rules.lr_for('random', ...) and its freeze-k fits
+    with rules.lr_for('transfer', ...); the sweep plan gives the same values for both backbones."""
+    single_lr = {"siren": 1e-4, "ffmlp": 1e-3}  # the backbones' single-signal lrs (docs/protocol.md)
+    for kw, want_random, want_transfer in (({}, None, 1e-3), ({"random_lr": 5e-3, "train": TrainConfig(steps=4)}, 5e-3, 1e-4)):
+        spec = faces_spec(depths=("none", "random"), **kw)
+        plan = make_plan(spec, tmp_path)
+        for bb in ("siren", "ffmlp"):
+            rnd = {f.lr for f in plan.fits if f.backbone == bb and f.regime == "random"}
+            tr = {f.lr for f in plan.fits if f.backbone == bb and f.regime == "transfer"}
+            expect = want_random if want_random is not None else single_lr[bb]
+            assert rnd == {rules.lr_for("random", bb, spec.random_lr)} == {expect}
+            assert tr == {rules.lr_for("transfer", bb, spec.train.lr)} == {want_transfer}
+
+
+# ------------------------------------------------------------------------------------------------ bad input
+def test_spec_file_bad_values_are_one_line_errors(tmp_path):
+    from inrlens.cli import main
+
+    cases = {
+        '[net]\nwidth = "abc"\n': "net.width: expected an integer, got 'abc'",
+        'seeds = [0, 0]\n': "seeds repeat",
+        'n_test = 0\n': "n_test must be >= 1, got 0",
+        'backbones = ["siren", "resnet"]\n': "unknown 'resnet'",
+        '[exec]\njobs = 0\n': "exec: jobs must be >= 1, got 0",
+        '[exec]\nmax_members = 0\n': "max_members must be >= 1",
+        '[exec]\nthreads = "2"\n': "exec.threads: expected an integer, got '2'",
+        '[images]\nsizee = 3\n': "images: unknown field(s) sizee",
+    }
+    for text, want in cases.items():
+        f = tmp_path / "sweep.toml"
+        f.write_text(text)
+        with pytest.raises(ValueError) as e:
+            spec_from_dict(load_spec_file(f), source="sweep.toml")
+        msg = str(e.value)
+        assert msg.startswith("sweep.toml: ") and want in msg and "\n" not in msg, msg
+    f.write_text('[net]\nwidth = "abc"\n')
+    with pytest.raises(ValueError) as e:
+        spec_from_dict(load_spec_file(f), source="sweep.toml")
+    assert str(e.value) == "sweep.toml: net.width: expected an integer, got 'abc'"
+    out = tmp_path / "never"
+    assert main(["sweep", "--config", str(f), "--out", str(out)]) == 2
+    assert main(["sweep", "--data", "faces=sample:faces", "--max-members", "0", "--out", str(out)]) == 2
+    assert main(["sweep", "--data", "faces=sample:faces", "--depths", "7", "--out", str(out)]) == 2
+    assert not out.exists()  # refused before the run folder was written
+    assert main(["rank", str(tmp_path), "--grid", "0", "8"]) == 2
+
+
+def test_exec_and_sweep_spec_validation():
+    for kw in ({"jobs": 0}, {"threads": 0}, {"timeout_min": 0}, {"max_members": 0}, {"max_members": -3}):
+        with pytest.raises(ValueError, match=f"{next(iter(kw))} must be >= 1"):
+            ExecSpec(**kw)
+    assert ExecSpec(max_members=None).max_members is None and ExecSpec(max_members=1).max_members == 1
+    for kw, msg in (({"n_cohort": 0}, "n_cohort must be >= 1"), ({"seeds": ()}, "at least one seed"),
+                    ({"seeds": (1, 2, 1)}, "seeds repeat"), ({"backbones": ("siren", "nope")}, "unknown 'nope'"),
+                    ({"backbones": ()}, "at least one backbone"), ({"depths": ("9",)}, "outside")):
+        with pytest.raises(ValueError, match=msg):
+            SweepSpec(**kw)
+
+
+# ------------------------------------------------------------------------------------------------ failing jobs
+SUBMITIT_FAILURE = ('Job (task=0) failed during processing with trace:\n----------------------\nTraceback (most recent call last):\n'
+                    '  File "/x/submitit/core/submission.py", line 55, in process_job\n    result = delayed.result()\n'
+                    '             ^^^^^^^^^^^^^^^^\n  File "<dynamic-code>", line 3, in f\nValueError: bad thing 3\nsecond line\n\n'
+                    "----------------------\nYou can check full logs with 'job.stderr(0)' and 'job.stdout(0)'or at paths:\n"
+                    "  - /tmp/sbt/4657_0_log.err\n  - /tmp/sbt/4657_0_log.out")
+
+
+def test_failure_cause_is_the_exception_line():
+    assert failure_cause(RuntimeError(SUBMITIT_FAILURE)) == "ValueError: bad thing 3"
+    killed = RuntimeError("Job 12_0 (task: 0) with path /r/12_0_result.pkl\nhas not produced any output (state: FINISHED)\n"
+                          "Error stream produced:\n----------------------------------------\n")
+    assert "state: FINISHED" in failure_cause(killed) and "---" not in failure_cause(killed)
+    assert failure_cause(RuntimeError("boom\n-----")) == "RuntimeError: boom"
+    assert failure_cause(ValueError("")) == "ValueError"
+
+
+def test_debug_cluster_failing_job_is_reported_not_debugged(sets, tmp_path, monkeypatch):
+    """A job that raises under the in-process cluster: one error line with the cause, the other jobs run, and
+    nothing reads stdin (submitit's DebugExecutor opened pdb here)."""
+    import inrlens.fit
+
+    class NoInput:
+        def __getattr__(self, name):
+            raise AssertionError("stdin was read")
+
+    def boom(*a, **k):
+        raise RuntimeError("boom from the test")
+
+    monkeypatch.setattr(sys, "stdin", NoInput())
+    monkeypatch.setattr(inrlens.fit, "fit_transfer", boom)
+    spec = tiny_spec(sets, sources=("rgb",), targets=("gray",), depths=("none", "random"))
+    res = run_sweep(spec, ExecSpec(cluster="debug", jobs=2, max_members=4), tmp_path, log=lambda *a: None)
+    assert len(res["errors"]) == 1 and res["errors"][0].endswith("failed: RuntimeError: boom from the test"), res["errors"]
+    rows = [r for r in read_rows(tmp_path / "results") if r.get("kind") == "fit"]
+    assert res["fits"] == 8 and res["done"] == len(rows) == 4 and {r["regime"] for r in rows} == {"random"}
+
+
+FAILING_SWEEP = """
+import sys
+import inrlens.fit
+
+def boom(*a, **k):
+    raise RuntimeError("boom from the test")
+
+inrlens.fit.fit_transfer = boom
+from inrlens.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_debug_cluster_failure_exits_without_waiting_for_input(tmp_path):
+    """`inrlens sweep --cluster debug` whose fit job raises: non-zero exit, one error line naming the cause, a
+    hint naming a command that exists, no debugger prompt, even with a stdin that never ends."""
+    script = tmp_path / "failing_sweep.py"
+    script.write_text(FAILING_SWEEP)
+    args = ["sweep", "--out", str(tmp_path / "s"), "--data", "faces=sample:faces", "--backbones", "siren", "--depths", "none",
+            "--seeds", "0", "--n-cohort", "2", "--n-test", "1", "--net.width", "8", "--net.depth", "2", "--cohort-train.steps", "3",
+            "--train.steps", "2", "--images.size", "16", "--no-lpips", "--cluster", "debug", "--jobs", "1", "--no-report"]
+    env = dict(os.environ, PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1")
+    p = subprocess.Popen([sys.executable, str(script), *args], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True)  # stdin left open: a prompt would wait forever
+    try:
+        log, _ = p.communicate(timeout=300)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode not in (0, None), log
+    errors = [ln for ln in log.splitlines() if ln.startswith("inrlens: error:")]
+    assert len(errors) == 1 and errors[0].endswith("failed: RuntimeError: boom from the test") and "(Pdb)" not in log, log
+    assert f"inrlens sweep --out {tmp_path / 's'}" in log and "--resume" not in log, log

@@ -2,7 +2,7 @@
 
 Stages (each resumable; a rerun with ``--resume`` skips what is already on disk)::
 
-    1 sweep      cohorts + freeze-k / no-freeze / random-init fits       RUN/sweep/      (inrlens.grid.run_sweep)
+    1 sweep      cohorts + freeze-k / no-freeze / random-init fits       RUN/sweep/      (inrlens.sweep.run_sweep)
     2 figures    Table 1, per-combination tables, sweep and rank figures RUN/sweep/report/
     3 single     single-signal INRs of the decomposed image              RUN/single/<backbone>/
     4 sae        one TopK SAE per (condition, hidden layer)              RUN/sae/<condition>/
@@ -74,14 +74,14 @@ class Plan:
 
     name: str
     datasets: dict[str, str]
-    spec: Any  # grid.SweepSpec
-    ex: Any  # grid.ExecSpec
+    spec: Any  # sweep.SweepSpec
+    ex: Any  # sweep.ExecSpec
     sae: Any  # sae.SAEConfig
     study: dict[str, Any]
 
 
 def make_plan(preset: str, data: tuple[str, ...], cluster: str | None, jobs: int | None, device: str | None) -> Plan:
-    from ..grid import ExecSpec, parse_data, spec_from_dict
+    from ..sweep import ExecSpec, parse_data, spec_from_dict
     from ..probes.sae import SAEConfig
 
     name, d = load_preset(preset)
@@ -124,7 +124,7 @@ class _Sweeper:
         self.plan, self.run, self.result, self.error = plan, run, None, None
 
     def __call__(self) -> None:
-        from ..grid import run_sweep
+        from ..sweep import run_sweep
 
         try:
             self.result = run_sweep(self.plan.spec, self.plan.ex, self.run, log=lambda *a: None)
@@ -133,12 +133,12 @@ class _Sweeper:
 
 
 def stage_sweep(plan: Plan, run: Path, bar_factory) -> dict[str, Any]:
-    from ..grid import make_plan as sweep_plan
+    from ..sweep import make_plan as sweep_plan, run_config
     from ..store import done_keys, prepare_run
 
-    sw = prepare_run(run / "sweep", {"cmd": "sweep", "spec": plan.spec}, resume=True)
+    sw = prepare_run(run / "sweep", run_config(plan.spec), resume=True)
     grid_plan = sweep_plan(plan.spec, sw)
-    keys = {f["key"] for f in grid_plan.fits}
+    keys = {f.key for f in grid_plan.fits}
     total = len(keys) + len(grid_plan.cohorts)
     worker = _Sweeper(plan, sw)
     t = threading.Thread(target=worker, daemon=True)
@@ -147,7 +147,7 @@ def stage_sweep(plan: Plan, run: Path, bar_factory) -> dict[str, Any]:
         while t.is_alive():
             t.join(2.0)
             res = sw / "results"
-            n_c = sum((Path(c["dir"]) / "model.safetensors").exists() for c in grid_plan.cohorts)
+            n_c = sum((Path(c.dir) / "model.safetensors").exists() for c in grid_plan.cohorts)
             n = len(done_keys(res) & keys) + n_c if res.exists() else n_c
             bar.n = n
             bar.refresh()
@@ -168,7 +168,7 @@ def _cohort_dir(run: Path, source: str, backbone: str) -> Path:
 def stage_single(plan: Plan, run: Path, bar_factory) -> dict[str, Path]:
     """Single-signal INRs of the decomposed image (the cohort's member image), one per backbone."""
     from ..fit import fit_single
-    from ..grid import net_for
+    from ..sweep import net_for
     from ..data import resolve
     from ..store import load_stack, save_stack
 

@@ -1,8 +1,11 @@
-"""``inrlens sweep | rank | report``: the freeze study (SPEC §3–4, §7 F1–F3, §8)."""
+"""``inrlens sweep | rank | report``: the freeze study.
+
+Thin commands: parse the flags, call :mod:`inrlens.sweep`, :mod:`inrlens.probes.rank` or
+:mod:`inrlens.report`, print. The run folder a sweep writes is described in docs/run-folder.md.
+"""
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,8 +13,8 @@ from typing import Annotated
 
 import tyro
 
-from ..grid import ExecSpec, SweepSpec, load_spec_file, merge_flags, run_sweep, spec_from_dict
 from ..store import prepare_run
+from ..sweep import ExecSpec, SweepSpec, make_plan, resolve_specs, run_config, run_sweep
 from .core import print_table
 
 Positional = tyro.conf.Positional
@@ -24,7 +27,8 @@ class Sweep:
     spec: Annotated[SweepSpec, tyro.conf.arg(name="")] = SweepSpec()
     exec: Annotated[ExecSpec, tyro.conf.arg(name="")] = ExecSpec()
     out: Path = Path("runs/sweep")
-    """Run folder (run.json, cohorts/, results/*.jsonl, report/)."""
+    """Run folder (run.json, cohorts/, results/*.jsonl, report/; see docs/run-folder.md). Running the same
+    command again continues a sweep: finished fits are skipped."""
     config: Path | None = None
     """Sweep definition file (.toml, .yaml or .py); flags that differ from the defaults override it."""
     overwrite: bool = False
@@ -33,35 +37,27 @@ class Sweep:
     """Write tables and figures to OUT/report when the sweep finishes."""
 
     def run(self) -> None:
-        spec, ex = self.spec, self.exec
-        if self.config is not None:
-            file_spec, file_ex = spec_from_dict(load_spec_file(self.config))
-            spec = merge_flags(file_spec, self.spec)
-            if file_ex is not None:
-                ex = _merge_exec(file_ex, self.exec)
-        if ex.jobs < 1:
-            raise ValueError("--jobs must be >= 1")
+        spec, ex = resolve_specs(self.config, self.spec, self.exec)
+        plan = make_plan(spec, self.out)  # every input error surfaces here, before the run folder is written
         # A rerun of the same spec continues (skips finished keys); a different spec is refused.
-        out = prepare_run(self.out, {"cmd": "sweep", "spec": spec}, resume=True, overwrite=self.overwrite)
-        summary = run_sweep(spec, ex, out)
+        out = prepare_run(self.out, run_config(spec), resume=True, overwrite=self.overwrite)
+        summary = run_sweep(spec, ex, out, plan=plan)
         print(f"sweep: {summary['done']}/{summary['fits']} fits in {out / 'results'}")
+        again = f"rerun the same `inrlens sweep --out {out} …` command to continue (finished fits are kept)"
         if summary["errors"]:
             for e in summary["errors"]:
-                print(f"inrlens: {e}", file=sys.stderr)
-            raise SystemExit(f"inrlens: error: {len(summary['errors'])} job(s) failed; rerun the same command to retry the missing fits")
+                print(f"inrlens: error: {e}", file=sys.stderr)
+            print(f"inrlens: {len(summary['errors'])} job(s) failed; {again}", file=sys.stderr)
+            raise SystemExit(1)
         if summary["done"] < summary["fits"]:
-            raise SystemExit(f"inrlens: error: {summary['fits'] - summary['done']} fits are missing; rerun to finish")
+            print(f"inrlens: error: {summary['fits'] - summary['done']} of {summary['fits']} fits are missing; {again}",
+                  file=sys.stderr)
+            raise SystemExit(1)
         if self.report:
             from ..report import write_report
 
             paths = write_report(out)
             print(f"report: {len(paths)} files in {out / 'report'}")
-
-
-def _merge_exec(file_ex: ExecSpec, flags: ExecSpec) -> ExecSpec:
-    default = ExecSpec()
-    kw = {f.name: getattr(flags, f.name) for f in dataclasses.fields(ExecSpec) if getattr(flags, f.name) != getattr(default, f.name)}
-    return dataclasses.replace(file_ex, **kw)
 
 
 @dataclass(frozen=True)
@@ -77,18 +73,39 @@ class Rank:
         from ..probes.rank import profile
         from ..store import load_stack
 
+        if self.grid is not None and min(self.grid) < 1:
+            raise ValueError(f"--grid: H and W must be >= 1, got {self.grid[0]} {self.grid[1]}")
         stack, meta = load_stack(self.encoder)
-        shape = self.grid
-        if shape is None:
-            shape = tuple(meta.get("grid") or (64, 64))
-        if min(shape) < 1:
-            raise ValueError(f"--grid must be positive, got {shape}")
+        shape = self.grid if self.grid is not None else tuple(meta.get("grid") or (64, 64))
         prof = profile(stack, shape)
         rows = [{"layer": ell, "sr_w": w, "sr_h": h, "pred_w": "*" if ell == prof.k_w else "", "pred_h": "*" if ell == prof.k_h else ""}
                 for ell, (w, h) in enumerate(zip(prof.sr_w, prof.sr_h))]
         print_table(rows, ["layer", "sr_w", "sr_h", "pred_w", "pred_h"],
                     f"{self.encoder} ({stack.cfg.backbone}, width {stack.cfg.width}); sr(H) on the {shape[0]}x{shape[1]} grid")
         print(f"predicted freeze depth k* = argmax sr(W) = {prof.k_w}; argmax sr(H) = {prof.k_h}")
+
+
+def _check_report_paths(run_dir: Path, out: Path | None) -> None:
+    """`inrlens report` input checks, one line each, before anything is written: RUN_DIR must be a sweep's
+    folder (or hold result rows), not another command's run folder; --out must not be a file."""
+    import json
+
+    run_dir = Path(run_dir)
+    if not run_dir.exists():
+        raise FileNotFoundError(f"{run_dir}: no such run folder")
+    run_json = run_dir / "run.json"
+    if run_dir.is_dir() and run_json.is_file():
+        try:
+            cmd = json.loads(run_json.read_text()).get("cmd")
+        except (OSError, ValueError, AttributeError):
+            cmd = None
+        if cmd == "reproduce":
+            raise ValueError(f"{run_dir}: is an `inrlens reproduce` run, not a sweep; its sweep is {run_dir / 'sweep'} "
+                             f"(inrlens report {run_dir / 'sweep'})")
+        if cmd not in (None, "sweep"):
+            raise ValueError(f"{run_dir}: holds an `inrlens {cmd}` run, not a sweep; give a sweep's run folder")
+    if out is not None and Path(out).exists() and not Path(out).is_dir():
+        raise ValueError(f"--out {out}: exists and is not a folder")
 
 
 @dataclass(frozen=True)
@@ -103,6 +120,7 @@ class Report:
     def run(self) -> None:
         from ..report import write_report
 
+        _check_report_paths(self.run_dir, self.out)
         paths = write_report(self.run_dir, self.out)
         for p in paths:
             print(p)

@@ -1,0 +1,207 @@
+"""The work of a sweep as job functions (top-level, taking task objects, so that submitit can pickle them).
+
+* :func:`train_cohorts_job` trains cohorts one after the other; each cohort is saved atomically to its folder
+  and gets one row (stable-rank profile, steps, PSNR) in ``results/cohort-<source>_<backbone>.jsonl``.
+* :func:`run_fits_job` fits chunks of :class:`~inrlens.sweep.plan.FitTask` (one stack per chunk) and appends one
+  row per fit to its own ``results/fits-*.jsonl`` file, skipping keys already in any results file.
+
+:func:`chunk_fits` groups fits that can share one stack, :func:`deal` spreads the chunks over jobs. The rows'
+fields are listed in docs/run-folder.md.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+import uuid
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Sequence
+
+from ..config import DataConfig, to_dict
+from .plan import CohortTask, FitTask, load_dataset
+from .spec import SweepSpec, key_hash
+
+Chunk = list[FitTask]
+
+
+# ------------------------------------------------------------------------------------------------ chunks
+def chunk_fits(fits: Sequence[FitTask], max_members: int | None, spec: SweepSpec) -> list[Chunk]:
+    """Group fits into stacks of ≤ ``max_members`` (None: from the memory budget): one chunk shares source,
+    target, backbone, regime, freeze depth, target shape, channels, lr and net."""
+    groups: dict[tuple, Chunk] = {}
+    for f in fits:
+        gk = (f.source, f.target, f.backbone, f.regime, f.freeze, f.shape, f.channels, f.lr, f.net)
+        groups.setdefault(gk, []).append(f)
+    chunks = []
+    for fs in groups.values():
+        cap = max_members or _auto_cap(spec, fs[0])
+        for i in range(0, len(fs), cap):
+            chunks.append(fs[i : i + cap])
+    return chunks
+
+
+def _auto_cap(spec: SweepSpec, f: FitTask, limit: int = 64) -> int:
+    """Members per stack that fit the memory budget of a CPU job, at most ``limit``."""
+    from ..memory import members_per_chunk
+
+    net = replace(spec.net, backbone=f.backbone)
+    start = 0 if f.freeze is None else f.freeze + 1
+    h, w = f.shape
+    return max(1, min(limit, members_per_chunk(net, h * w, f.channels, start, device="cpu")))
+
+
+def deal(chunks: Sequence[Chunk], jobs: int, depth: int = 5) -> list[list[Chunk]]:
+    """Deal chunks into ≤ jobs lists of roughly equal cost (greedy longest-first on members × pixels × trainable
+    layers; a freeze-k fit trains layers k+1..L, the frozen prefix being cached)."""
+    def cost(c: Chunk) -> float:
+        f = c[0]
+        trainable = depth + 1 if f.freeze is None else max(1, depth - f.freeze)
+        return len(c) * f.shape[0] * f.shape[1] * trainable
+
+    bins: list[list[Chunk]] = [[] for _ in range(max(1, min(jobs, len(chunks))))]
+    load = [0.0] * len(bins)
+    for c in sorted(chunks, key=cost, reverse=True):
+        i = load.index(min(load))
+        bins[i].append(c)
+        load[i] += cost(c)
+    return [b for b in bins if b]
+
+
+# ------------------------------------------------------------------------------------------------ helpers
+_SIGNALS: dict[tuple[str, DataConfig], dict[str, Any]] = {}
+
+
+def _signals(path: str, images: DataConfig) -> dict[str, Any]:
+    """{image name: Signal} of a dataset, loaded once per process."""
+    if (path, images) not in _SIGNALS:
+        _SIGNALS[(path, images)] = {s.name: s for s in load_dataset(path, images)}
+    return _SIGNALS[(path, images)]
+
+
+def _set_threads(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(max(1, int(threads)))
+
+
+def cohort_ready(cohort: CohortTask) -> bool:
+    """True when the cohort's folder holds a complete checkpoint (digest matching) saved with this task's key."""
+    from ..store import checkpoint_ready
+
+    return checkpoint_ready(cohort.dir, key=cohort.key)
+
+
+# ------------------------------------------------------------------------------------------------ cohorts
+def train_cohorts_job(cohorts: list[CohortTask], results_dir: str, threads: int = 1, device: str = "cpu") -> list[dict[str, Any]]:
+    """Train several cohorts one after the other (one job)."""
+    return [train_cohort_job(c, results_dir, threads, device) for c in cohorts]
+
+
+def train_cohort_job(cohort: CohortTask, results_dir: str, threads: int = 1, device: str = "cpu") -> dict[str, Any]:
+    """Train one cohort (unless already saved), save it atomically, append its stable-rank row."""
+    from .. import store
+    from ..fit import fit_cohort, resolve_device, runtime_info
+    from ..probes.rank import profile
+
+    _set_threads(threads)
+    final = Path(cohort.dir)
+    done = {r.get("key") for r in store.read_rows(Path(results_dir)) if r.get("kind") == "cohort"}
+    if cohort_ready(cohort) and cohort.key in done:
+        return {"key": cohort.key, "status": "cached"}
+    train = replace(cohort.train, device=device)
+    if not cohort_ready(cohort):
+        by_name = _signals(cohort.path, cohort.data)
+        sigs = [by_name[n] for n in cohort.images]
+        stack, fr, res = fit_cohort(sigs, cohort.net, train, cohort.seed, progress=False)
+        tmp = final.parent / f".{final.name}.{uuid.uuid4().hex[:8]}.tmp"
+        store.save_stack(stack, tmp, {"regime": "cohort", "key": cohort.key, "members": list(cohort.images),
+                                      "steps_run": fr.steps_run, "seconds": fr.seconds, "psnr": [r.psnr for r in res],
+                                      "source": cohort.source, "grid": list(cohort.grid)})
+        if final.exists():  # an incomplete folder left by a killed job (cohort_ready was False)
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    stack, meta = store.load_stack(final)
+    prof = profile(stack, tuple(cohort.grid))
+    psnrs = [p for p in meta.get("psnr", []) if p is not None]
+    row = {"kind": "cohort", "key": cohort.key, "source": cohort.source, "backbone": cohort.backbone,
+           "sr_w": prof.sr_w, "sr_h": prof.sr_h, "k_w": prof.k_w, "k_h": prof.k_h, "grid": list(prof.grid_shape),
+           "steps_run": meta.get("steps_run"), "seconds": meta.get("seconds"),
+           "psnr_mean": float(sum(psnrs) / len(psnrs)) if psnrs else None, "images": list(cohort.images),
+           "net": to_dict(cohort.net), "train": to_dict(cohort.train), "data": to_dict(cohort.data), "res": cohort.res,
+           "runtime": runtime_info(resolve_device(device), train)}
+    store.append_row(Path(results_dir) / f"cohort-{cohort.source}_{cohort.backbone}.jsonl", row)
+    return {"key": cohort.key, "status": "trained"}
+
+
+# ------------------------------------------------------------------------------------------------ fits
+_ROW_FIELDS = ("key", "source", "target", "backbone", "regime", "depth", "freeze", "image", "seed", "lr", "shape", "channels",
+               "cohort_key")
+"""FitTask fields copied into every fit row."""
+
+
+def _stacks(todo: Chunk) -> list[Chunk]:
+    """One stack when the chunk is a full image × seed product (image-major, seed-minor), else one per seed
+    (a chunk left ragged by a partial resume)."""
+    pairs = [(f.image, f.seed) for f in todo]
+    names = list(dict.fromkeys(p[0] for p in pairs))
+    seeds = list(dict.fromkeys(p[1] for p in pairs))
+    if len(pairs) == len(names) * len(seeds) and set(pairs) == {(n, s) for n in names for s in seeds}:
+        return [todo]
+    return [[f for f in todo if f.seed == s] for s in seeds]
+
+
+def run_fits_job(chunks: list[Chunk], results_file: str, spec: SweepSpec, threads: int = 1,
+                 device: str = "cpu") -> dict[str, Any]:
+    """Fit every chunk (one stack each) and append one row per fit to ``results_file``.
+
+    Keys already present in the run's results are skipped (a job rerun after a crash does not redo them)."""
+    from .. import store
+    from ..fit import fit_single, fit_transfer, resolve_device, runtime_info
+
+    _set_threads(threads)
+    results_file = Path(results_file)
+    done = store.done_keys(results_file.parent)
+    train = replace(spec.train, device=device)
+    images = to_dict(spec.images)
+    sweep_hash = key_hash(spec)
+    info = runtime_info(resolve_device(device), train)
+    n_rows = 0
+    encoders: dict[str, Any] = {}
+    for chunk in chunks:
+        todo = [f for f in chunk if f.key not in done]
+        if not todo:
+            continue
+        f0 = todo[0]
+        by_name = _signals(f0.target_path, spec.images)
+        tr = replace(train, lr=f0.lr)
+        for part in _stacks(todo):
+            sigs = [by_name[n] for n in dict.fromkeys(f.image for f in part)]
+            seeds = list(dict.fromkeys(f.seed for f in part))
+            t0 = time.perf_counter()
+            if f0.regime == "random":
+                _, fr, res = fit_single(sigs, f0.net, tr, seeds, progress=False, with_lpips=spec.lpips)
+                net_d = to_dict(f0.net)
+            else:
+                if f0.cohort_dir not in encoders:
+                    encoders[f0.cohort_dir] = store.load_stack(f0.cohort_dir)[0]
+                enc = encoders[f0.cohort_dir]
+                _, fr, res = fit_transfer(enc, sigs, f0.freeze, tr, seeds, progress=False, with_lpips=spec.lpips)
+                net_d = to_dict(enc.cfg)
+            wall = time.perf_counter() - t0
+            by_pair = {(f.image, f.seed): f for f in part}
+            for r in res:
+                f = by_pair[(r.image, r.seed)]
+                row = {k: getattr(f, k) for k in _ROW_FIELDS}
+                row.update(kind="fit", status="diverged" if r.diverged else "ok", psnr=r.psnr, ssim=r.ssim, lpips=r.lpips,
+                           train_psnr=r.train_psnr, curve=r.curve, curve_steps=r.curve_steps, net=net_d, train=to_dict(tr),
+                           data=images, steps_run=fr.steps_run, fit_seconds=fr.seconds, wall_seconds=wall,
+                           chunk_members=len(res), runtime=info, sweep=sweep_hash)
+                store.append_row(results_file, row)
+                done.add(f.key)
+                n_rows += 1
+    return {"rows": n_rows, "file": str(results_file)}
+
+
+__all__ = ["chunk_fits", "deal", "cohort_ready", "train_cohort_job", "train_cohorts_job", "run_fits_job"]

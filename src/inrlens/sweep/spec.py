@@ -1,0 +1,296 @@
+"""What a freeze sweep computes (:class:`SweepSpec`) and how it runs (:class:`ExecSpec`), from flags or a file.
+
+A sweep definition file (TOML, YAML, or Python defining ``SWEEP = {...}`` or ``SPEC = SweepSpec(...)``) holds
+the SweepSpec fields at the top level, nested tables for ``net``, ``cohort_train``, ``train`` and ``images``
+(each overriding the sweep's defaults field by field), ``data`` as a table ``{name = path}`` or a list of
+``"name=path"``, and an optional ``[exec]`` table of ExecSpec fields. Unknown keys, wrong types and out-of-range
+values are one-line errors naming the file and the field. Command-line flags that differ from the defaults
+override the file (:func:`merge_flags`).
+
+The protocol defaults (and where each comes from) are described in docs/protocol.md.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Literal, Sequence, TypeVar
+
+from tyro.conf import UseAppendAction
+
+from ..config import DataConfig, NetConfig, TrainConfig, config_hash, from_dict, to_dict
+from ..rules import check_seeds, parse_depths
+
+Cluster = Literal["local", "debug", "slurm"]
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    """What a freeze sweep computes: everything here enters the result keys (see docs/run-folder.md)."""
+
+    data: UseAppendAction[tuple[str, ...]] = ()
+    """Named datasets NAME=PATH (a folder, file or sample:NAME); repeat the flag for several."""
+    sources: tuple[str, ...] = ()
+    """Dataset names that train cohorts (default: every dataset)."""
+    targets: tuple[str, ...] = ()
+    """Dataset names whose test images are fitted (default: every dataset)."""
+    backbones: tuple[str, ...] = ("siren", "ffmlp")
+    """Backbones to sweep (registered names: siren, ffmlp, and any added as described in docs/extending.md)."""
+    depths: tuple[str, ...] = ("all",)
+    """Regimes: 'all' (= none, 0..L−1, random), or any of 'none', 'random' and integers k in 0..L−1."""
+    seeds: tuple[int, ...] = (0, 1, 2)
+    """Re-initialisation seeds of the test-time fits (distinct) [paper: 3]."""
+    n_cohort: int = 10
+    """Cohort size N per source [paper]."""
+    n_test: int = 50
+    """Test images per target (fewer when the dataset is smaller; Kodak: 14 with N = 10) [paper]."""
+    split_seed: int = 0
+    """Seed of the per-dataset cohort/test shuffle."""
+    cohort_seed: int = 0
+    """Initialisation seed of the cohort encoders (head i uses seed + i)."""
+    net: NetConfig = NetConfig()
+    """Architecture (the backbone field is replaced by each swept backbone)."""
+    sigma_at_256: float | None = 10.0
+    """FFMLP: σ = sigma_at_256 · res / 256 with res = images.size (or the longest side of the source cohort
+    images when images.size is None), recorded in every row; None keeps net.ff_sigma unchanged."""
+    cohort_train: TrainConfig = TrainConfig(steps=5000, target_psnr=30.0, lr=1e-4)
+    """Cohort schedule: ≤ 5000 steps, stop at cohort-mean PSNR ≥ 30 dB [paper], lr 1e-4 [STRAINER]."""
+    train: TrainConfig = TrainConfig(steps=500, lr=1e-4)
+    """Test-time schedule of the freeze-k and no-freeze fits: 500 steps, lr 1e-4 [paper]."""
+    random_lr: float | None = None
+    """Learning rate of the random-init baseline; None = the backbone's single-signal lr (SIREN 1e-4,
+    FFMLP 1e-3), the same value `inrlens fit` and `inrlens transfer` use for a fit from random init."""
+    images: DataConfig = DataConfig()
+    """How images are loaded (size, square crop, channels)."""
+    lpips: bool = True
+    """Compute LPIPS (NaN when its weights are absent)."""
+
+    def __post_init__(self) -> None:
+        from ..backbones import backbone_names
+
+        known = backbone_names()
+        if not self.backbones:
+            raise ValueError("backbones: give at least one backbone")
+        bad = [b for b in self.backbones if b not in known]
+        if bad:
+            raise ValueError(f"backbones: unknown {', '.join(map(repr, bad))}; registered: {', '.join(known)}")
+        if len(set(self.backbones)) != len(self.backbones):
+            raise ValueError(f"backbones: a backbone is given twice ({', '.join(self.backbones)})")
+        for name in ("n_cohort", "n_test"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        check_seeds(self.seeds, "seeds")
+        parse_depths(self.depths, self.net.depth)
+        if self.random_lr is not None and not (math.isfinite(self.random_lr) and self.random_lr > 0):
+            raise ValueError(f"random_lr must be a finite number > 0, got {self.random_lr!r}")
+
+
+@dataclass(frozen=True)
+class ExecSpec:
+    """How a sweep runs. Nothing here changes a result, so nothing here enters the keys."""
+
+    cluster: Cluster = "local"
+    """'local' (submitit LocalExecutor: real subprocesses), 'debug' (in this process, one job after another;
+    a failing job is reported, never debugged interactively), 'slurm' (job arrays)."""
+    jobs: int = 2
+    """Number of jobs the fits are dealt into (local: concurrent processes; slurm: array size); >= 1."""
+    threads: int = 1
+    """torch threads per job (fixed so that results do not depend on the machine's core count); >= 1."""
+    max_members: int | None = None
+    """Members per chunk (one stack), >= 1; None = from the memory budget (memory.members_per_chunk), capped
+    at 64."""
+    timeout_min: int = 240
+    """Per-job time limit (minutes), >= 1."""
+    slurm_partition: str | None = None
+    """SLURM partition (None = the cluster's default)."""
+    slurm_mem_gb: float = 2.0
+    """Memory per SLURM job (GB)."""
+    device: str = "cpu"
+    """Device of the jobs: 'cpu', 'cuda' or 'auto'."""
+
+    def __post_init__(self) -> None:
+        for name in ("jobs", "threads", "timeout_min"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.max_members is not None and self.max_members < 1:
+            raise ValueError(f"max_members must be >= 1 (or unset for the memory budget), got {self.max_members}")
+        if not self.slurm_mem_gb > 0:
+            raise ValueError(f"slurm_mem_gb must be > 0, got {self.slurm_mem_gb}")
+
+
+# ------------------------------------------------------------------------------------------------ keys
+_KEY_FIELDS: dict[type, tuple[str, ...]] = {
+    SweepSpec: ("data", "sources", "targets", "backbones", "depths", "seeds", "n_cohort", "n_test", "split_seed", "cohort_seed",
+                "net", "sigma_at_256", "cohort_train", "train", "random_lr", "images", "lpips"),
+    NetConfig: ("backbone", "width", "depth", "omega0", "omega0_first", "ff_features", "ff_sigma"),
+    TrainConfig: ("steps", "lr", "log_every", "target_psnr", "tf32", "compile", "fused_adam", "device"),
+    DataConfig: ("size", "square", "channels", "max_pixels", "on_bad_file"),
+}
+"""The fields each config had when the sweep's keys were fixed. A field added since then enters a key (and the
+recorded spec) only when it differs from its default, so adding a knob keeps existing run folders resumable."""
+
+
+def key_dict(obj: Any) -> Any:
+    """Plain dict of a config for keys and run.json: :func:`inrlens.config.to_dict`, except that fields added
+    after the keys were fixed (not in ``_KEY_FIELDS``) are left out while they hold their default."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        known = _KEY_FIELDS.get(type(obj))
+        out = {}
+        for f in dataclasses.fields(obj):
+            v = getattr(obj, f.name)
+            if known is not None and f.name not in known and f.default is not dataclasses.MISSING and v == f.default:
+                continue
+            out[f.name] = key_dict(v)
+        return out
+    if isinstance(obj, (list, tuple)):
+        return [key_dict(v) for v in obj]
+    if isinstance(obj, dict):
+        return {str(k): key_dict(v) for k, v in obj.items()}
+    return obj
+
+
+def key_hash(obj: Any) -> str:
+    """:func:`inrlens.config.config_hash` of :func:`key_dict`: the hash every sweep key is built from."""
+    return config_hash(key_dict(obj))
+
+
+def spec_dict(spec: SweepSpec) -> dict[str, Any]:
+    """The spec as recorded in run.json (:func:`key_dict`), plus its ``hash`` (recorded in every fit row as
+    ``sweep``)."""
+    d = key_dict(spec)
+    d["hash"] = key_hash(spec)
+    return d
+
+
+def run_config(spec: SweepSpec) -> dict[str, Any]:
+    """What a sweep's run.json holds; a rerun with another spec into the same folder is refused."""
+    return {"cmd": "sweep", "spec": key_dict(spec)}
+
+
+def parse_data(items: Sequence[str]) -> dict[str, str]:
+    """['celeba=PATH', ...] → {'celeba': 'PATH'}; clear errors for malformed or repeated names."""
+    out: dict[str, str] = {}
+    for it in items:
+        name, sep, path = str(it).partition("=")
+        name = name.strip()
+        if not sep or not name or not path:
+            raise ValueError(f"--data expects NAME=PATH, got {it!r}")
+        if not name.replace("-", "").replace("_", "").isalnum():
+            raise ValueError(f"dataset name {name!r}: use letters, digits, '-' and '_' only")
+        if name in out:
+            raise ValueError(f"dataset {name!r} given twice")
+        out[name] = path
+    if not out:
+        raise ValueError("no datasets: give at least one --data NAME=PATH")
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ files
+def load_spec_file(path: str | Path) -> dict[str, Any]:
+    """A sweep definition from TOML, YAML or Python (a dict ``SWEEP`` or a SweepSpec ``SPEC``) → plain dict."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such sweep definition")
+    suf = path.suffix.lower()
+    if suf == ".toml":
+        import tomllib
+
+        try:
+            d = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as e:
+            raise ValueError(f"{path}: invalid TOML ({e})") from None
+    elif suf in (".yaml", ".yml"):
+        import yaml
+
+        try:
+            d = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ValueError(f"{path}: invalid YAML ({str(e).splitlines()[0]})") from None
+    elif suf == ".py":
+        import runpy
+
+        ns = runpy.run_path(str(path))
+        obj = ns.get("SPEC", ns.get("SWEEP"))
+        if obj is None:
+            raise ValueError(f"{path}: define SWEEP = dict(...) or SPEC = SweepSpec(...)")
+        d = to_dict(obj)
+    else:
+        raise ValueError(f"{path}: sweep definitions are .toml, .yaml/.yml or .py files")
+    if not isinstance(d, dict):
+        raise ValueError(f"{path}: expected a table/mapping at the top level")
+    return d
+
+
+_ROOT = "sweep"  # the name from_dict gives the top level; replaced by the source in messages
+
+
+def _load(cls: type[T], d: Any, source: str, where: str = "") -> T:
+    """from_dict with messages of the form '<source>: <field>: <problem>'."""
+    try:
+        return from_dict(cls, d, where or _ROOT)
+    except ValueError as e:
+        msg = str(e)
+        if not where:
+            if msg.startswith(_ROOT + "."):
+                msg = msg[len(_ROOT) + 1 :]
+            elif msg.startswith(_ROOT + ":"):
+                msg = msg[len(_ROOT) + 1 :].strip().replace("unknown field(s)", "unknown sweep field(s)", 1)
+        raise ValueError(f"{source}: {msg}") from None
+
+
+def spec_from_dict(d: dict[str, Any], base: SweepSpec | None = None,
+                   source: str = "sweep definition") -> tuple[SweepSpec, ExecSpec | None]:
+    """(SweepSpec, ExecSpec or None) from a dict as a definition file gives it (see the module docstring).
+
+    Top-level fields replace ``base``'s (default: SweepSpec()); nested tables replace single fields of
+    ``base``'s nested configs. An ``exec`` table gives the ExecSpec. ``source`` names the input in errors."""
+    if not isinstance(d, dict):
+        raise ValueError(f"{source}: expected a table/mapping at the top level")
+    base = base or SweepSpec()
+    d = dict(d)
+    exd = d.pop("exec", None)
+    full = to_dict(base)
+    for k, v in d.items():
+        if k == "data" and isinstance(v, dict):
+            v = [f"{n}={p}" for n, p in v.items()]
+        elif k == "depths" and isinstance(v, (list, tuple)):
+            v = [str(x) if isinstance(x, int) and not isinstance(x, bool) else x for x in v]  # k = 1 or "1"
+        elif isinstance(v, dict) and isinstance(full.get(k), dict):
+            v = {**full[k], **v}
+        full[k] = v
+    spec = _load(SweepSpec, full, source)
+    ex = None if exd is None else _load(ExecSpec, exd, source, "exec")
+    return spec, ex
+
+
+def merge_flags(file_spec: T, flags: T) -> T:
+    """Flags that differ from the defaults override the file; nested configs field by field.
+
+    Works for SweepSpec and ExecSpec alike (the defaults are ``type(flags)()``)."""
+    default = type(flags)()
+    kw = {}
+    for f in dataclasses.fields(flags):
+        fv, dv = getattr(flags, f.name), getattr(default, f.name)
+        if dataclasses.is_dataclass(fv) and dataclasses.is_dataclass(dv):
+            sub = {g.name: getattr(fv, g.name) for g in dataclasses.fields(fv) if getattr(fv, g.name) != getattr(dv, g.name)}
+            if sub:
+                kw[f.name] = replace(getattr(file_spec, f.name), **sub)
+        elif fv != dv:
+            kw[f.name] = fv
+    return replace(file_spec, **kw)
+
+
+def resolve_specs(config: str | Path | None, flags: SweepSpec, exec_flags: ExecSpec) -> tuple[SweepSpec, ExecSpec]:
+    """The (SweepSpec, ExecSpec) of a command line: the definition file when given, overridden by the flags
+    that differ from the defaults."""
+    if config is None:
+        return flags, exec_flags
+    file_spec, file_ex = spec_from_dict(load_spec_file(config), source=str(config))
+    return merge_flags(file_spec, flags), merge_flags(file_ex or ExecSpec(), exec_flags)
+
+
+__all__ = ["Cluster", "SweepSpec", "ExecSpec", "key_dict", "key_hash", "spec_dict", "run_config", "parse_data", "load_spec_file", "spec_from_dict", "merge_flags",
+           "resolve_specs"]
