@@ -175,3 +175,147 @@ def test_cli_bad_input(tmp_path, capsys):
         assert not (tmp_path / "y").exists()
     assert main(["ablate", str(tmp_path / "inr")]) == 2
     assert "not an SAE run folder" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------ the decomposition library
+def _strip(row):
+    return {k: v for k, v in row.items() if k not in ("seconds", "runtime")}  # wall time and host details differ per call
+
+
+def test_library_matches_cli_and_naive_reference(tmp_path):
+    """decompose / atom_maps_for / ablate_atoms give the CLI's rows and tensors, and those equal a direct
+    computation (train_sae on layer_acts, dense codes, h − z_j d_j by hand)."""
+    from inrlens.config import DataConfig
+    from inrlens.data import resolve
+    from inrlens.probes.decompose import MemberContext, SaeRun, ablate_atoms, atom_maps_for, decompose, load_member
+    from inrlens.probes.sae import diagnostics, load_sae
+    from inrlens.store import load_stack
+
+    imgs = _write_pngs(tmp_path)
+    assert main(["fit", *imgs, "--out", str(tmp_path / "fit"), "--net.width", "16", "--net.depth", "3",
+                 "--train.steps", "20", "--no-lpips", "--train.device", "cpu"]) == 0
+    inr = tmp_path / "fit" / "models" / "16x16"
+    cli, lib = tmp_path / "cli", tmp_path / "lib"
+    assert main(["sae", str(inr), *imgs, "--member", "img1", "--layers", "1", "2", "--sae.n", "16", "--sae.k", "2",
+                 "--sae.steps", "30", "--sae.batch", "128", "--device", "cpu", "--out", str(cli)]) == 0
+    assert main(["atoms", str(cli), "--top", "4", "--device", "cpu"]) == 0
+    assert main(["ablate", str(cli), "--layers", "2", "--top", "3", "--device", "cpu"]) == 0
+
+    cfg = SAEConfig(n=16, k=2, steps=30, batch=128)
+    ctx = load_member(inr, imgs, "img1", DataConfig(), "cpu")
+    rows = decompose(ctx, (1, 2), cfg, [(16, 2)], lib, progress=False)
+    maps = atom_maps_for(lib, 4, (), "cpu")
+    abl = ablate_atoms(lib, (2,), 3, "cpu")
+
+    # same rows (same config hash and keys: out is not part of the config) and the same tensors as the CLI
+    assert [_strip(r) for r in rows] == [_strip(r) for r in read_rows(cli / "results.jsonl")]
+    cli_abl = read_rows(cli / "ablations.jsonl")
+    assert [r["figure"] for r in cli_abl] == [str(cli / "saes" / "L2_n16_k2" / "ablation.png")] * 3
+    assert [dict(r, figure=None) for r in abl.rows] == [dict(r, figure=None) for r in cli_abl]
+    assert json.loads((lib / "context.json").read_text()) == json.loads((cli / "context.json").read_text()) == ctx.record
+    for rel in ("L1_n16_k2/sae.safetensors", "L2_n16_k2/sae.safetensors", "L1_n16_k2/stats.safetensors", "L1_n16_k2/atoms.safetensors",
+                "L2_n16_k2/atoms.safetensors", "L2_n16_k2/ablation.safetensors"):
+        a, b = load_tensors(cli / "saes" / rel), load_tensors(lib / "saes" / rel)
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), rel
+
+    # the member: independent reference from the checkpoint and the image file
+    stack, _ = load_stack(inr)
+    coords = grid(16, 16)
+    target = resolve(imgs[1])[0].targets()
+    assert (ctx.member, ctx.image, ctx.shape, ctx.condition) == (1, "img1", (16, 16), "single-siren")
+    assert torch.equal(ctx.coords, coords) and torch.equal(ctx.target, target)
+    ref_acts = layer_acts(stack, coords, 1)
+    assert len(ctx.acts) == 3 and all(torch.equal(a, b) for a, b in zip(ctx.acts, ref_acts))
+    with torch.no_grad():
+        torch.testing.assert_close(ctx.f, stack(coords)[1], atol=1e-6, rtol=1e-5)
+    back = MemberContext.from_run(cli, "cpu")
+    assert back.record == ctx.record and all(torch.equal(a, b) for a, b in zip(back.acts, ctx.acts))
+
+    # SAE at layer 2: trained directly on h_2 gives the saved weights and the row's diagnostics
+    h = ref_acts[2]
+    ref, _ = train_sae(h, cfg, progress=False)
+    saved, meta = load_sae(lib / "saes" / "L2_n16_k2")
+    assert torch.equal(saved.W_dec, ref.W_dec) and torch.equal(saved.W_enc, ref.W_enc)
+    assert meta == {"layer": 2, "member": 1, "image": "img1", "inr": str(inr.resolve()), "condition": "single-siren", "shape": [16, 16]}
+    diag, _, _ = diagnostics(stack, ref, 2, 1, coords, target, h=h)
+    row = next(r for r in rows if r["layer"] == 2)
+    assert {k: row[k] for k in diag} == diag and row["folder"] == "saes/L2_n16_k2"
+
+    # atom maps: top 4 by the grid mean of dense z (stable on ties), maps = columns of z on the grid
+    z = ref.codes(h).dense(16)
+    top = sorted(range(16), key=lambda j: (-float(z[:, j].double().mean()), j))[:4]
+    m2 = next(m for m in maps if m.layer == 2)
+    assert m2.atoms.tolist() == top and m2.condition == "single-siren"
+    torch.testing.assert_close(m2.maps, z[:, top].T.reshape(4, 16, 16))
+
+    # ablations: h' = h − z_j d_j by hand, PSNR drop against the image
+    a2 = abl.per_sae[0]
+    assert len(abl.per_sae) == 1 and a2.files.layer == 2 and a2.atoms == top[:3]
+    f = run_from(stack, h, 2, 1)
+    for i, j in enumerate(top[:3]):
+        f2 = run_from(stack, h - z[:, j : j + 1] * ref.W_dec[j], 2, 1)
+        assert float(a2.psnr_drop[i]) == pytest.approx(psnr_pm1(f, target) - psnr_pm1(f2, target), abs=1e-4)
+        torch.testing.assert_close(a2.err_maps[i], (((f2 + 1) / 2).clamp(0, 1) - ((f + 1) / 2).clamp(0, 1)).abs().mean(1).reshape(16, 16))
+
+    # rerunning the library is resumable exactly like the CLI: nothing retrained, no duplicate rows
+    assert decompose(ctx, (1, 2), cfg, [(16, 2)], lib, resume=True, progress=False) == []
+    ablate_atoms(lib, (2,), 3, "cpu")
+    assert len(read_rows(lib / "results.jsonl")) == 2 and len(read_rows(lib / "ablations.jsonl")) == 3
+
+
+def test_sae_run_paths_are_the_files_the_cli_writes(tmp_path):
+    """Every file of a CLI run is named by SaeRun / SaeFiles (and nothing SaeRun names for it is missing)."""
+    from inrlens.probes.decompose import SaeRun, health_figure, sae_stats_figure
+
+    imgs = _write_pngs(tmp_path, 1)
+    assert main(["fit", *imgs, "--out", str(tmp_path / "fit"), "--net.width", "8", "--net.depth", "2",
+                 "--train.steps", "5", "--no-lpips", "--train.device", "cpu"]) == 0
+    out = tmp_path / "run"
+    assert main(["sae", str(tmp_path / "fit" / "models" / "16x16"), *imgs, "--sweep-n", "8", "16", "--sweep-k", "2", "--sae.steps", "5",
+                 "--sae.batch", "64", "--device", "cpu", "--out", str(out)]) == 0
+    assert main(["atoms", str(out), "--top", "2", "--device", "cpu"]) == 0
+    assert main(["ablate", str(out), "--layers", "1", "--top", "2", "--device", "cpu"]) == 0
+    run = SaeRun(out)
+    assert run.root == out and SaeRun(str(out)) == run
+    saes = run.saes()
+    assert [(s.layer, s.n, s.k) for s in saes] == [(0, 8, 2), (0, 16, 2), (1, 8, 2), (1, 16, 2)]
+    assert run.saes((1,)) == saes[2:] and run.sae(1, 8, 2) == saes[2] and saes[2].path == out / "saes" / "L1_n8_k2"
+    named = {run.context, run.results, run.ablations, run.sweep_figure, out / "run.json",
+             health_figure(run.figures, 0), health_figure(run.figures, 1), sae_stats_figure(run.figures)}
+    for s in saes:
+        named |= {s.cfg, s.weights, s.stats, s.atoms, s.gallery}
+        if s.layer == 1:
+            named |= {s.ablation, s.ablation_figure}
+    assert {p for p in out.rglob("*") if p.is_file()} == named
+    assert [r["folder"] for r in run.read_results()] == [str(s.path.relative_to(out)) for s in saes]
+    assert run.read_results((0,)) == run.read_results()[:2] and len(run.read_ablations()) == 4
+    assert SaeRun(tmp_path / "nothing").saes() == [] and SaeRun(tmp_path / "nothing").read_results() == []
+
+
+def test_wrong_image_for_member_is_refused(tmp_path, capsys):
+    from inrlens.probes.decompose import MemberContext, load_member
+
+    imgs = _write_pngs(tmp_path, 2)  # img0, img1
+    stack, _, _ = fit_single(tiny_signals(1, 16), NetConfig(width=8, depth=2), TrainConfig(steps=2, device="cpu"), progress=False,
+                             with_lpips=False)
+    save_stack(stack, tmp_path / "inr", {"regime": "single", "members": ["img0@0"]})
+    with pytest.raises(ValueError, match="image 'img0' of member 0 is not among the given images"):
+        load_member(tmp_path / "inr", [imgs[1]], 0)  # the only image given, but not the member's
+    out = tmp_path / "y"
+    assert main(["sae", str(tmp_path / "inr"), imgs[1], "--sae.n", "8", "--sae.k", "2", "--out", str(out), "--device", "cpu"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("inrlens: error:") and "'img0'" in err[0] and "1 found: img1" in err[0], err
+    assert not out.exists()
+    assert load_member(tmp_path / "inr", imgs, 0).image == "img0"  # picked by name among several
+    # a checkpoint that records no member names: the one image given is used, several are refused
+    save_stack(stack, tmp_path / "anon", {"regime": "single"})
+    assert load_member(tmp_path / "anon", [imgs[1]], 0).image == "img1"
+    with pytest.raises(ValueError, match="records no image name and 2 images were given"):
+        load_member(tmp_path / "anon", imgs, 0)
+    # a run folder whose context names another image than the checkpoint's member is refused too
+    assert main(["sae", str(tmp_path / "inr"), *imgs, "--sae.n", "8", "--sae.k", "2", "--sae.steps", "2", "--layers", "0",
+                 "--out", str(out), "--device", "cpu"]) == 0
+    ctx = json.loads((out / "context.json").read_text())
+    (out / "context.json").write_text(json.dumps(dict(ctx, image="img1")))
+    with pytest.raises(ValueError, match="is not the image 'img0' of member 0"):
+        MemberContext.from_run(out, "cpu")

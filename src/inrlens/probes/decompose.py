@@ -35,11 +35,10 @@ import torch
 from torch import Tensor
 
 from ..config import DataConfig, TrainConfig, config_hash, from_dict, to_dict
+from ..store import CONTEXT_NAME, RESULTS_NAME
 from .atoms import ABLATION_NAME, ATOMS_NAME, STATS_NAME
 from .sae import SAE_CFG, SAE_WEIGHTS, SAEConfig
 
-CONTEXT_NAME = "context.json"
-RESULTS_NAME = "results.jsonl"
 ABLATIONS_NAME = "ablations.jsonl"
 SAES_DIR = "saes"
 FIGURES_DIR = "figures"
@@ -241,11 +240,17 @@ class MemberContext:
     @classmethod
     def from_run(cls, run_dir: str | Path | SaeRun, device: str | torch.device = "cpu") -> "MemberContext":
         """Rebuild the member of an SAE run folder from its context.json (images are re-read)."""
-        rec = _as_run(run_dir).read_context()
-        data = from_dict(DataConfig, rec.get("data") or {}, f"{_as_run(run_dir).context} data")
+        run = _as_run(run_dir)
+        rec = run.read_context()
+        data = from_dict(DataConfig, rec.get("data") or {}, f"{run.context} data")
         dev = _device(device)
         stack, meta = _load_stack(rec["inr"], dev)
-        ctx = _build(stack, meta, int(rec["member"]), tuple(rec["images"]), data, rec.get("image"), dev)
+        member = int(rec["member"])
+        names = member_names(meta)
+        want = names[member] if member < len(names) else rec.get("image")
+        if rec.get("image") not in (None, want):
+            raise ValueError(f"{run.context}: image {rec['image']!r} is not the image {want!r} of member {member} of {rec['inr']}")
+        ctx = _build(stack, meta, member, tuple(rec["images"]), data, want, dev)
         return replace(ctx, record=dict(rec))
 
 
