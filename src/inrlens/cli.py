@@ -49,6 +49,7 @@ PATH_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EFBIG
                errno.ENOENT, errno.EEXIST, errno.ENAMETOOLONG, errno.ELOOP, errno.EMFILE, errno.ENFILE}
 PATH_FLAGS = ("--out", "--config", "--figures")  # flags that name a path: an empty value is refused
 MAX_LINE = 500
+WHAT = {"runs": "SAE run folder (from `inrlens sae`)", "images": "image file, folder or sample:NAME"}
 
 
 def _load(spec: str) -> type:
@@ -65,7 +66,7 @@ def _condense(text: str) -> str:
         line = raw.strip().strip("│╰╯─ ").strip()
         if line.startswith(("Arguments similar", "Perhaps you meant", "For full helptext")):
             break
-        if line and not set(line) <= set("─━═"):
+        if line and not set(line) <= set("─━═-"):
             keep.append(line)
     return " ".join(keep).replace("__tyro-dummy-inner__.", "--") or "invalid command line (see inrlens --help)"
 
@@ -119,12 +120,19 @@ def _device_fields(obj: object, prefix: str = "") -> list[tuple[str, str]]:
         return out
     if getattr(obj, "cluster", None) == "slurm":  # the device is the compute node's, not this machine's
         return out
+    import typing
+
+    try:
+        hints = typing.get_type_hints(type(obj), include_extras=True)
+    except Exception:  # noqa: BLE001 - unresolvable annotations: fall back to the field names
+        hints = {}
     for f in dataclasses.fields(obj):
         v = getattr(obj, f.name, None)
         if f.name == "device" and isinstance(v, str):
             out.append((prefix + f.name, v))
         elif dataclasses.is_dataclass(v) and not isinstance(v, type):
-            out += _device_fields(v, f"{prefix}{f.name}.")
+            flat = any(getattr(m, "name", None) == "" for m in getattr(hints.get(f.name), "__metadata__", ()))
+            out += _device_fields(v, prefix if flat else f"{prefix}{f.name}.")  # tyro arg(name=""): flags unprefixed
     return out
 
 
@@ -147,10 +155,13 @@ def check_device(name: str, where: str = "device") -> None:
         raise ValueError(f"{where} {name!r}: only 'auto', 'cpu', 'cuda' and 'cuda:N' are supported")
 
 
-def _check_command(cmd: object) -> None:
+def _check_command(cmd: object, name: str) -> None:
     """Checks every command shares, run before the command writes anything."""
-    for where, name in _device_fields(cmd):
-        check_device(name, f"--{where}")
+    for f in dataclasses.fields(cmd):  # a required list argument given no item (tyro accepts zero)
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING and getattr(cmd, f.name) == ():
+            raise ValueError(f"{name}: no {f.name} given; name at least one {WHAT.get(f.name, f.name)}")
+    for where, dev in _device_fields(cmd):
+        check_device(dev, f"--{where}")
 
 
 # ------------------------------------------------------------------------------------ how failures are told
@@ -263,7 +274,7 @@ def _main(argv: list[str]) -> int:
     cmd = _parse(tyro, cmds, argv)
     if cmd is None:
         return EXIT_BAD_INPUT
-    _check_command(cmd)
+    _check_command(cmd, argv[0] if argv else "")
     cmd.run()
     sys.stdout.flush()  # a closed pipe shows up here, inside the handlers, not at interpreter exit
     return 0
