@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from inrlens.cli import main
-from inrlens.commands.reproduce import STAGES, load_preset, make_plan
+from inrlens.commands.reproduce import STAGES, StudyConfig, load_preset, resolve_preset
 from inrlens.report import document, tables
 
 
@@ -99,7 +99,11 @@ def test_findings_f4_f5_from_sae_and_ablation_rows():
     f4 = document.finding_f4(sae)
     assert "ρ SIREN 0.150 vs FFMLP 0.600 (4 and 4 SAEs)" in f4.measured
     assert "dead atoms SIREN 10.0 % vs FFMLP 20.0 %" in f4.measured
-    assert f4.verdict == "agrees"
+    # Welch, FFMLP − SIREN over 4 + 4 SAEs: ρ 0.45, se = √(0.0133/4 + 0.0033/4) = 0.0645, df 4.41, t 2.677 → [0.277, 0.623]
+    # → agrees; dead % +10, se 6.45 → [−7.3, 27.3] straddles 0 (single-ffmlp has fewer dead atoms than single-siren)
+    assert "ρ +0.450 [0.277, 0.623] (n=8) → agrees" in f4.measured
+    assert "dead % +10.0 [-7.3, 27.3] (n=8) → inconclusive (n = 8 SAEs)" in f4.measured
+    assert f4.verdict == "inconclusive (n = 8 SAEs)"
     abl = [{"condition": "cohort-siren", "layer": 2, "atom": 3, "psnr_drop": 1.5, "region_frac": 0.05, "locality": 1.0},
            {"condition": "cohort-siren", "layer": 1, "atom": 9, "psnr_drop": 0.5, "region_frac": 0.15, "locality": 1.0},
            {"condition": "single-ffmlp", "layer": 1, "atom": 7, "psnr_drop": 9.5, "region_frac": 0.9, "locality": 1.0},
@@ -108,12 +112,69 @@ def test_findings_f4_f5_from_sae_and_ablation_rows():
     assert "siren: largest drop 1.50 dB (atom 3 at layer 2 of cohort-siren, firing region 5.0 % of the image)" in f5.measured
     assert "over its 2 ablated atoms mean firing region 10.0 %" in f5.measured
     assert "ffmlp: largest drop 9.50 dB (atom 7 at layer 1 of single-ffmlp" in f5.measured
-    assert f5.verdict == "agrees"
-    # swap the roles: SIREN drops more and spans more → disagrees
+    # one FFMLP atom with a finite drop: no interval for FFMLP − SIREN → undecided however large the gap looks
+    assert "mean drop +8.50 [n/a] (n=3) dB → inconclusive (n = 3 ablated atoms)" in f5.measured
+    assert f5.verdict == "inconclusive (n = 3 ablated atoms)"
+    # swap the roles: SIREN drops more and spans more — still one atom on one side → inconclusive, not disagrees
     for r in abl:
         r["condition"] = r["condition"].replace("siren", "X").replace("ffmlp", "siren").replace("X", "ffmlp")
-    assert document.finding_f5(abl, []).verdict == "disagrees"
+    assert document.finding_f5(abl, []).verdict == "inconclusive (n = 3 ablated atoms)"
     assert document.finding_f4(sae[:3]).verdict == "not measured"
+
+
+def _noisy_sweep(n_images):
+    """SIREN, one source A → target T: no-freeze = 30 + i; k = 1 is 1 dB better on average but each image's gain is
+    1 + e_i with e cycling 3, −3, 2, −2 (paired s = 2.94); k = 0 and k = 2 are 6 and 7 dB below no freeze."""
+    e = [3.0, -3.0, 2.0, -2.0]
+    rows = []
+    for i in range(n_images):
+        base = 30.0 + i % 4
+        for d, v in (("none", base), (0, base - 6.0), (1, base + 1.0 + e[i % 4]), (2, base - 7.0)):
+            rows.append(_fit("siren", "A", "T", d, v, f"im{i}"))
+    return rows + [_cohort("siren", "A", [1.0, 9.0, 2.0], [9.0, 1.0, 2.0])]
+
+
+def test_findings_inconclusive_until_the_data_decide():
+    # 4 images: gain diffs 4, −2, 3, −1 → mean 1, s = 2.94, half-width t_{0.975,3} · s / 2 = 4.68 → [−3.68, 5.68]
+    f3 = document.finding_f3(tables.summarise(_noisy_sweep(4)))
+    assert "gain +1.00 dB over 1 pairs, paired +1.00 [-3.68, 5.68] (n=4)" in f3.measured
+    assert f3.verdict == "inconclusive (n = 4 fits)"
+    # the same mean gain over 64 images: half-width ≈ 2.00 · 2.63 / 8 = 0.66 → low end above −0.5 dB → agrees
+    s64 = tables.summarise(_noisy_sweep(64))
+    m, lo, hi, n = document.S.mean_ci([4.0, -2.0, 3.0, -1.0] * 16)
+    assert n == 64 and lo > -0.5
+    assert f"paired +1.00 [{lo:.2f}, {hi:.2f}] (n=64)" in document.finding_f3(s64).measured
+    assert document.finding_f3(s64).verdict == "agrees"
+    # F1 with 4 images: k = 0 and k = 2 are significantly below k = 1 → best-k set {1} = paper's k → agrees
+    f1 = document.finding_f1(tables.summarise(_noisy_sweep(4)))
+    assert "A→T k=1 set {1}" in f1.measured and f1.verdict == "agrees"
+    # two images: k = 0 − k = 1 is −10 and −4 (mean −7, s = 4.24, half-width t_{0.975,1} · 4.24 / √2 = 38.1) and
+    # k = 2 − k = 1 is −11 and −5: neither is significantly negative, so the set holds every depth and the data
+    # cannot single out a depth → undecided → inconclusive
+    f1_2 = document.finding_f1(tables.summarise(_noisy_sweep(2)))
+    assert "A→T k=1 set {0, 1, 2}" in f1_2.measured and f1_2.verdict == "inconclusive (n = 1 pairs, 1 undecided)"
+
+
+def test_findings_f4_f5_decide_with_enough_atoms():
+    sae = []
+    for b, rhos, deads in (("siren", [0.10, 0.12, 0.11, 0.09, 0.13], [2, 3, 1, 2, 4]), ("ffmlp", [0.60, 0.55, 0.62, 0.58, 0.65], [20, 25, 22, 18, 30])):
+        sae += [{"condition": f"cohort-{b}", "backbone": b, "layer": ell + 1, "rho": r, "dead_pct": d} for ell, (r, d) in enumerate(zip(rhos, deads))]
+    assert document.finding_f4(sae).verdict == "agrees"
+    swapped = [dict(r, backbone={"siren": "ffmlp", "ffmlp": "siren"}[r["backbone"]]) for r in sae]
+    assert document.finding_f4(swapped).verdict == "disagrees"
+    abl = []
+    for b, drops, regs in (("siren", [0.5, 0.8, 0.6, 0.4, 0.7], [0.05, 0.08, 0.06, 0.04, 0.07]),
+                           ("ffmlp", [9.5, 7.0, 8.2, 6.5, 8.8], [0.9, 0.8, 0.85, 0.95, 0.88])):
+        abl += [{"condition": f"cohort-{b}", "layer": 2, "atom": j, "psnr_drop": d, "region_frac": g, "locality": 1.0}
+                for j, (d, g) in enumerate(zip(drops, regs))]
+    f5 = document.finding_f5(abl, sae)
+    assert f5.verdict == "agrees" and "(n=10) dB → agrees" in f5.measured
+    flip = lambda c: c.replace("siren", "X").replace("ffmlp", "siren").replace("X", "ffmlp")  # noqa: E731
+    assert document.finding_f5([dict(r, condition=flip(r["condition"])) for r in abl]).verdict == "disagrees"
+    # only the regions swapped: FFMLP atoms still drop more but now fire in smaller regions → partly agrees
+    by_b = {"siren": [r for r in abl if "siren" in r["condition"]], "ffmlp": [r for r in abl if "ffmlp" in r["condition"]]}
+    mixed = [dict(r, region_frac=o["region_frac"]) for r, o in zip(by_b["siren"] + by_b["ffmlp"], by_b["ffmlp"] + by_b["siren"])]
+    assert document.finding_f5(mixed).verdict == "partly agrees"
 
 
 class _Cells(HTMLParser):
@@ -139,14 +200,14 @@ def test_markdown_to_html_subset():
 # ------------------------------------------------------------------------------------------- presets
 def test_builtin_presets_load_and_resolve():
     name, d = load_preset("demo")
-    assert name == "demo" and set(d["datasets"]) == {"photos", "faces", "mri"}
-    plan = make_plan("demo", (), None, None, None)
-    assert plan.spec.net.depth == 5 and plan.spec.images.size == 32 and plan.study["source"] == "photos"
-    paper = make_plan("paper", ("celeba=/x/celeba", "kodak=/x/kodak"), None, None, None)
+    assert name == "demo" and set(d.datasets) == {"photos", "faces", "mri"}
+    plan = resolve_preset("demo", (), None, None, None)
+    assert plan.spec.net.depth == 5 and plan.spec.images.size == 32 and plan.study.source == "photos"
+    paper = resolve_preset("paper", ("celeba=/x/celeba", "kodak=/x/kodak"), None, None, None)
     assert paper.spec.net.width == 256 and paper.spec.seeds == (0, 1, 2) and paper.spec.train.steps == 500
-    assert paper.sae.n == 4096 and paper.sae.k == 32 and paper.study["source"] == "celeba"
+    assert paper.sae.n == 4096 and paper.sae.k == 32 and paper.study.source == "celeba"
     with pytest.raises(ValueError, match="--data NAME=PATH"):
-        make_plan("paper", (), None, None, None)
+        resolve_preset("paper", (), None, None, None)
     with pytest.raises(ValueError, match="unknown preset"):
         load_preset("nope")
 
@@ -160,6 +221,60 @@ def test_bad_preset_is_one_clear_error(tmp_path, capsys, text, msg):
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and err[0].startswith("inrlens: error:") and re.search(msg, err[0])
     assert not (tmp_path / "run").exists()
+
+
+def test_preset_tables_are_typed():
+    """Each table is its config dataclass: the demo's values arrive typed, [study] defaults fill what is left out."""
+    _, p = load_preset("demo")
+    assert isinstance(p.study, StudyConfig) and p.study.conditions == ("single", "cohort") and p.study.ablate_layers == (2,)
+    assert p.sweep.net.width == 32 and p.sweep.cohort_train.lr == 1e-3 and p.exec.jobs == 2 and p.sae.n == 256
+    assert StudyConfig().ablate_top == 10 and StudyConfig().layers == ()
+
+
+def _tiny_with(tmp_path, lines: dict[str, str]):
+    """TINY with some text replaced ({old: new}), written to p.toml."""
+    text = TINY
+    for old, new in lines.items():
+        assert old in text, old
+        text = text.replace(old, new)
+    p = tmp_path / "p.toml"
+    p.write_text(text)
+    return p
+
+
+@pytest.mark.parametrize("lines,needles", [
+    ({"net = { width = 16,": 'net = { width = "abc",'}, ["[sweep]", "net.width", "expected an integer", "'abc'"]),
+    ({"jobs = 1": 'jobs = "two"'}, ["[exec] jobs", "expected an integer"]),
+    ({"k = 3": "k = 3.5"}, ["[sae] k", "expected an integer"]),
+    ({"atlas_top = 5": "atlas_top = true"}, ["[study] atlas_top", "expected an integer"]),
+    ({"single_steps = 20": 'single_steps = 20\nconditions = ["single", "both"]'}, ["[study] conditions", "'both'"]),
+    ({"single_steps = 20": "single_steps = 20\nmember = 3"}, ["[study] member 3", "outside 0..2", "n_cohort = 3"]),
+    ({"single_steps = 20": "single_steps = 20\nlayers = [0, 3]"}, ["[study] layers [3]", "outside 0..2", "depth 3"]),
+    ({"ablate_all_layers = true": "ablate_all_layers = false\nablate_layers = [5]"}, ["[study] ablate_layers [5]", "outside 0..2"]),
+    ({"ablate_all_layers = true": "ablate_all_layers = false\nlayers = [0]\nablate_layers = [1]"}, ["ablate_layers [1]", "no SAE"]),
+])
+def test_bad_preset_values_fail_before_any_work(tmp_path, capsys, lines, needles):
+    """A wrong type or a [study] value that does not fit the sweep: one line naming the table and field, exit 2,
+    nothing written (the sweep never starts)."""
+    p = _tiny_with(tmp_path, lines)
+    rc = main(["reproduce", "--preset", str(p), "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and err[0].startswith("inrlens: error: preset p: "), err
+    for n in needles:
+        assert n in err[0], (n, err[0])
+    assert not (tmp_path / "run").exists()
+
+
+def test_study_checks_against_the_sweep():
+    spec = resolve_preset("demo").spec  # depth 5, n_cohort 10
+    from inrlens.commands.reproduce import check_study
+
+    ok = check_study(StudyConfig(member=9, layers=(0, 4), ablate_layers=(4,)), spec, {"photos": "sample:photos"})
+    assert ok.source == "photos" and ok.member == 9
+    for bad, msg in ((StudyConfig(member=10), "member 10 is outside 0..9"), (StudyConfig(layers=(5,)), r"layers \[5\] outside 0..4"),
+                     (StudyConfig(ablate_layers=(-1,)), r"ablate_layers \[-1\]"), (StudyConfig(source="x"), "'x' is not a dataset")):
+        with pytest.raises(ValueError, match=msg):
+            check_study(bad, spec, {"photos": "sample:photos"})
 
 
 # ------------------------------------------------------------------------------------------- end to end

@@ -1,37 +1,53 @@
-"""The study report of a ``reproduce`` run: ``report.md`` and ``report.html`` (SPEC §7–8).
+"""The study report of a ``reproduce`` run: ``report.md`` and ``report.html``.
 
 Everything here is read from result rows; nothing is recomputed from models and no number is written as fixed
-text. The findings section states, for each of the paper's findings F1–F5, what this run measured and a
-verdict ('agrees', 'partly agrees', 'disagrees' or 'not measured') decided by the rules below.
+text. The findings section states, for each of the paper's findings F1–F5, what this run measured — with 95%
+intervals and the number of fits behind them — and a verdict decided by the rules below.
 
 Inputs
 ------
 * ``summary``: :func:`inrlens.report.tables.summarise` of the freeze-sweep rows (Table 1 rows with best k,
-  no-freeze and random-init PSNR; per (source, backbone) stable-rank predictions; per (backbone, source,
-  target, depth) statistics keyed ``"b|s|t|d"``).
+  best-k set, paired gain over no freeze, no-freeze and random-init PSNR; per (source, backbone) stable-rank
+  predictions with their status; per (backbone, source, target, depth) statistics keyed ``"b|s|t|d"`` and the
+  per-fit PSNRs ``units["b|s|t|d"] = {"image|seed": dB}`` that paired intervals are computed from).
 * ``sae_rows``: one row per SAE (``inrlens sae``): condition, regime, backbone, layer, r2, alive_pct,
   dead_pct, rho, psnr_sub, psnr_inr.
 * ``abl_rows``: one row per ablated atom (``inrlens ablate``): condition, layer, atom, psnr_drop, locality,
   region_frac.
 
-Verdict rules (paper values from SPEC §7)
------------------------------------------
-* F1 best depth k = 1 (SIREN), 0 (FFMLP) for every source → target: agrees when every measured pair has the
-  paper's k, partly when at least half do, else disagrees.
-* F2 argmax sr(W) = empirical best depth in 6/6 (source, backbone) configurations, argmax sr(H) in 4/6: agrees
-  when sr(W) is right in all configurations and sr(H) in no more of them than sr(W); partly when sr(W) is right
-  in at least half; else disagrees.
-* F3 freezing at the predicted k* matches or beats no-freeze on average (SIREN 43.80 vs 40.69 dB, FFMLP 35.91
-  vs 34.66 dB): per backbone, "matches" = mean PSNR at k* ≥ mean no-freeze PSNR − 0.5 dB; agrees when it holds
-  for every backbone, partly for some, else disagrees. Also reported: SIREN's spread over k ≤ 2 and its drop
-  from k = 1 to k = L−1 (plateau, then collapse), and FFMLP's mean PSNR change per extra frozen layer (least
-  squares slope over k; paper ≈ −4 to −5 dB).
-* F4 SIREN atoms localised, FFMLP atoms image-spanning with more dead atoms: over layers ≥ 1, mean ρ of SIREN <
-  mean ρ of FFMLP and mean dead % of FFMLP > SIREN; agrees when both hold, partly when one does.
-* F5 one FFMLP atom can drop PSNR by ~10 dB image-wide while SIREN ablation errors stay local: agrees when the
-  largest FFMLP drop exceeds the largest SIREN drop and the mean firing-region fraction of SIREN's ablated atoms
-  is below FFMLP's; partly when one holds. (The error of an ablation is confined to the atom's support by
-  construction — an INR is pointwise in x — so the region fraction is the measure of how local it is.)
+Verdicts (:mod:`inrlens.stats`)
+-------------------------------
+A difference is judged by its 95% Student-t interval: "agrees" only when the interval excludes the other side
+of the claim, "disagrees" only when it excludes the claim, otherwise "inconclusive (n = …)" — a difference
+smaller than its uncertainty is never an agreement. Verdicts: 'agrees', 'partly agrees', 'disagrees',
+'inconclusive (n = …)' or 'not measured'.
+
+* F1 best depth k = 1 (SIREN), 0 (FFMLP) for every source → target. Per pair, the best-k set holds the depths
+  whose paired difference (matched on test image and seed) to the best depth is not significantly negative;
+  the paper's k agrees when it is inside the set, disagrees when it is significantly worse than the best, and
+  is undecided when every measured depth is inside the set. Over pairs (:func:`inrlens.stats.count_verdict`):
+  all agree → agrees; none disagrees → inconclusive; at least half agree → partly agrees; at least half
+  disagree → disagrees; else inconclusive.
+* F2 argmax sr(W) = empirical best depth in 6/6 (source, backbone) configurations, argmax sr(H) in 4/6. The
+  same rule per configuration, with the best-k set over all targets (paired per target, combined over targets);
+  the verdict is the count rule on argmax sr(W); sr(H)'s counts are reported beside it.
+* F3 freezing at the predicted k* = argmax sr(W) matches or beats no-freeze on average (SIREN 43.80 vs 40.69 dB,
+  FFMLP 35.91 vs 34.66 dB). Per backbone, the mean over pairs of the paired gain k* − no-freeze with its
+  interval (pairs held fixed: :func:`inrlens.stats.stratified_ci`); "matches" = gain > −0.5 dB, so a backbone
+  agrees when the interval's low end is above −0.5 dB and disagrees when its high end is below. Also reported:
+  SIREN's spread over k ≤ 2 and its drop from k = 1 to k = L−1 (paired interval: plateau, then collapse), and
+  FFMLP's mean PSNR change per extra frozen layer (least squares slope over k; paper ≈ −4 to −5 dB).
+* F4 SIREN atoms localised, FFMLP atoms image-spanning with more dead atoms: over SAEs of layers ≥ 1, Welch
+  intervals of FFMLP − SIREN for the mean ρ and the mean dead %; each part agrees when its interval is above 0.
+* F5 one FFMLP atom can drop PSNR by ~10 dB image-wide while SIREN ablation errors stay local: Welch intervals
+  of FFMLP − SIREN over ablated atoms for the mean PSNR drop and the mean firing-region fraction; each part
+  agrees when its interval is above 0. The largest drop per backbone is reported beside them. (The error of an
+  ablation is confined to the atom's support by construction — an INR is pointwise in x — so the region
+  fraction is the measure of how local it is.)
+
+Parts of one finding, or backbones of F3, combine as: all agree → agrees; all disagree → disagrees; some agree
+and some disagree → partly agrees; some disagree and the rest inconclusive → disagrees; otherwise the first
+part's "inconclusive (n = …)".
 """
 
 from __future__ import annotations
@@ -46,9 +62,14 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+from .. import stats as S
+
 PAPER_K = {"siren": 1, "ffmlp": 0}
+"""The paper's best freeze depth per backbone [paper]."""
 PAPER_F3 = {"siren": (43.80, 40.69), "ffmlp": (35.91, 34.66)}
+"""The paper's mean PSNR (dB) at k* and with no freeze, per backbone [paper]."""
 MATCH_TOL_DB = 0.5
+"""F3: k* "matches" no-freeze when its gain is above −MATCH_TOL_DB dB."""
 
 
 @dataclass
@@ -57,11 +78,11 @@ class Finding:
 
     id: str
     claim: str
-    """What the paper reports (SPEC §7)."""
+    """What the paper reports."""
     measured: str
-    """The numbers this run measured, as a sentence."""
+    """The numbers this run measured, with 95% intervals and n, as a sentence."""
     verdict: str
-    """'agrees', 'partly agrees', 'disagrees' or 'not measured'."""
+    """'agrees', 'partly agrees', 'disagrees', 'inconclusive (n = …)' or 'not measured'."""
 
 
 def _nan(x: Any) -> bool:
@@ -72,8 +93,30 @@ def _f(x: Any, d: int = 2) -> str:
     return "n/a" if _nan(x) else f"{float(x):.{d}f}"
 
 
-def _verdict(all_ok: bool, some_ok: bool) -> str:
-    return "agrees" if all_ok else ("partly agrees" if some_ok else "disagrees")
+def _combine(verdicts: Sequence[str]) -> str:
+    """One verdict from the verdicts of a finding's parts (rule in the module docstring)."""
+    ag = sum(v == "agrees" for v in verdicts)
+    dis = sum(v == "disagrees" for v in verdicts)
+    if verdicts and ag == len(verdicts):
+        return "agrees"
+    if verdicts and dis == len(verdicts):
+        return "disagrees"
+    if ag and dis:
+        return "partly agrees"
+    if dis:  # some disagree, none agrees, the rest inconclusive
+        return "disagrees"
+    rest = [v for v in verdicts if v not in ("agrees", "disagrees")]
+    return rest[0] if rest else "not measured"
+
+
+def _kset(ks: Sequence[int]) -> str:
+    return "{" + ", ".join(str(k) for k in ks) + "}"
+
+
+def _depths(summary: dict[str, Any], b: str, s: str, t: str) -> list[int]:
+    """Freeze depths of one pair that have at least one ok fit."""
+    pre = f"{b}|{s}|{t}|"
+    return sorted(int(k[len(pre):]) for k, v in summary.get("units", {}).items() if k.startswith(pre) and k[len(pre):].isdigit() and v)
 
 
 # ------------------------------------------------------------------------------------------- F1–F3
@@ -82,15 +125,18 @@ def finding_f1(summary: dict[str, Any]) -> Finding:
     t1 = [r for r in summary.get("table1", []) if r.get("best_k") is not None]
     if not t1:
         return Finding("F1", claim, "no freeze-sweep results", "not measured")
-    parts, ok_all, n_ok, n = [], True, 0, 0
+    parts, n_ag, n_dis, n = [], 0, 0, 0
     for b in dict.fromkeys(r["backbone"] for r in t1):
         rs = [r for r in t1 if r["backbone"] == b]
-        hits = sum(r["best_k"] == PAPER_K.get(b) for r in rs)
-        n_ok, n = n_ok + hits, n + len(rs)
-        ok_all &= hits == len(rs)
-        ks = ", ".join(f"{r['source']}→{r['target']} k={r['best_k']}" for r in rs)
-        parts.append(f"{b}: best k = paper's k = {PAPER_K.get(b, '?')} in {hits}/{len(rs)} pairs ({ks})")
-    return Finding("F1", claim, "; ".join(parts) + ".", _verdict(ok_all, 2 * n_ok >= n))
+        pk = PAPER_K.get(b)
+        st = [S.agreement(pk, {"best": r["best_k"], "set": r.get("best_set", [r["best_k"]])}, _depths(summary, b, r["source"], r["target"]))
+              for r in rs]
+        hits, dis = st.count("agrees"), st.count("disagrees")
+        n_ag, n_dis, n = n_ag + hits, n_dis + dis, n + len(rs)
+        ks = ", ".join(f"{r['source']}→{r['target']} k={r['best_k']} set {_kset(r.get('best_set', [r['best_k']]))}" for r in rs)
+        parts.append(f"{b}: best k = paper's k = {pk if pk is not None else '?'} in {hits}/{len(rs)} pairs ({ks}) — the paper's k is "
+                     f"inside the best-k set in {hits}, significantly worse in {dis}, undecided in {len(rs) - hits - dis}")
+    return Finding("F1", claim, "; ".join(parts) + ".", S.count_verdict(n_ag, n_dis, n, "pairs"))
 
 
 def finding_f2(summary: dict[str, Any]) -> Finding:
@@ -98,12 +144,18 @@ def finding_f2(summary: dict[str, Any]) -> Finding:
     preds = [p for p in summary.get("predictions", []) if p.get("empirical_k") is not None]
     if not preds:
         return Finding("F2", claim, "no stable-rank profiles with sweep results", "not measured")
-    nw = sum(bool(p["w_agrees"]) for p in preds)
-    nh = sum(bool(p["h_agrees"]) for p in preds)
+
+    def status(p: dict[str, Any], w: str) -> str:
+        return p.get(f"{w}_status") or ("agrees" if p[f"{w}_agrees"] else "disagrees")
+
+    cnt = {(w, st): sum(status(p, w) == st for p in preds) for w in "wh" for st in ("agrees", "disagrees", "undecided")}
     n = len(preds)
-    detail = "; ".join(f"{p['source']}/{p['backbone']}: sr(W)→{p['k_w']}, sr(H)→{p['k_h']}, best {p['empirical_k']}" for p in preds)
-    measured = f"argmax sr(W) = best depth in {nw}/{n}, argmax sr(H) in {nh}/{n} ({detail})."
-    return Finding("F2", claim, measured, _verdict(nw == n and nh <= nw, 2 * nw >= n))
+    detail = "; ".join(f"{p['source']}/{p['backbone']}: sr(W)→{p['k_w']}, sr(H)→{p['k_h']}, best {p['empirical_k']} set "
+                       f"{_kset(p.get('best_set', [p['empirical_k']]))}" for p in preds)
+    measured = (f"argmax sr(W) = best depth in {cnt['w', 'agrees']}/{n}, argmax sr(H) in {cnt['h', 'agrees']}/{n} (inside the best-k "
+                f"set over all targets, 95%; significantly worse: sr(W) {cnt['w', 'disagrees']}, sr(H) {cnt['h', 'disagrees']}; "
+                f"undecided: sr(W) {cnt['w', 'undecided']}, sr(H) {cnt['h', 'undecided']}) ({detail}).")
+    return Finding("F2", claim, measured, S.count_verdict(cnt["w", "agrees"], cnt["w", "disagrees"], n, "configurations"))
 
 
 def _depth_means(summary: dict[str, Any], backbone: str) -> dict[str, list[float]]:
@@ -116,30 +168,46 @@ def _depth_means(summary: dict[str, Any], backbone: str) -> dict[str, list[float
     return out
 
 
+def _paired_over_pairs(summary: dict[str, Any], backbone: str, a: str, b: str) -> tuple[float, float, float, int]:
+    """Depth a − depth b, paired per fit within each (source, target) pair of a backbone, mean over pairs with
+    :func:`inrlens.stats.stratified_ci`."""
+    U = summary.get("units", {})
+    groups = []
+    for r in summary.get("table1", []):
+        if r["backbone"] == backbone:
+            pre = f"{backbone}|{r['source']}|{r['target']}|"
+            groups.append(S.pair_diffs(U.get(pre + a, {}), U.get(pre + b, {})))
+    return S.stratified_ci(groups)
+
+
 def finding_f3(summary: dict[str, Any]) -> Finding:
     claim = ("freezing at k* matches or beats no-freeze on average (SIREN 43.80 vs 40.69 dB, FFMLP 35.91 vs 34.66 dB); "
              "SIREN plateaus for k ≤ 2 and collapses at k = 4; FFMLP loses ~4–5 dB per extra frozen layer")
     kw = {(p["source"], p["backbone"]): p["k_w"] for p in summary.get("predictions", [])}
-    stats = summary.get("stats", {})
-    per_b: dict[str, tuple[list[float], list[float]]] = {}
+    stats, U = summary.get("stats", {}), summary.get("units", {})
+    per_b: dict[str, tuple[list[float], list[float], list[np.ndarray]]] = {}
     for r in summary.get("table1", []):
         k = kw.get((r["source"], r["backbone"]))
-        st = stats.get(f"{r['backbone']}|{r['source']}|{r['target']}|{k}") if k is not None else None
+        pre = f"{r['backbone']}|{r['source']}|{r['target']}|"
+        st = stats.get(f"{pre}{k}") if k is not None else None
         if st is None or _nan(st.get("psnr")) or _nan(r.get("none")):
             continue
-        at_k, none = per_b.setdefault(r["backbone"], ([], []))
+        at_k, none, diffs = per_b.setdefault(r["backbone"], ([], [], []))
         at_k.append(float(st["psnr"]))
         none.append(float(r["none"]))
+        diffs.append(S.pair_diffs(U.get(f"{pre}{k}", {}), U.get(f"{pre}none", {})))
     if not per_b:
         return Finding("F3", claim, "no freeze-sweep results with both k* and no-freeze", "not measured")
-    parts, oks = [], []
-    for b, (at_k, none) in per_b.items():
+    parts, vs = [], []
+    for b, (at_k, none, diffs) in per_b.items():
         mk, mn = float(np.mean(at_k)), float(np.mean(none))
-        ok = mk >= mn - MATCH_TOL_DB
-        oks.append(ok)
+        m, lo, hi, n = S.stratified_ci(diffs)
+        v = S.verdict(lo, hi, True, n=n, threshold=-MATCH_TOL_DB, unit="fits")
+        vs.append(v)
         ref = PAPER_F3.get(b)
-        parts.append(f"{b}: k* {mk:.2f} vs no-freeze {mn:.2f} dB (gain {mk - mn:+.2f} dB over {len(at_k)} pairs"
-                     + (f"; paper {ref[0] - ref[1]:+.2f} dB" if ref else "") + ")")
+        parts.append(f"{b}: k* {mk:.2f} vs no-freeze {mn:.2f} dB (gain {mk - mn:+.2f} dB over {len(at_k)} pairs, paired "
+                     f"{S.fmt_ci(m, lo, hi, n)} 95% CI over fits matched on image and seed"
+                     + (f"; paper {ref[0] - ref[1]:+.2f} dB" if ref else "") + f") → {v} (claim: gain > {-MATCH_TOL_DB:+.1f} dB)")
         dm = {d: float(np.mean(v)) for d, v in _depth_means(summary, b).items() if v}
         ks = sorted(int(d) for d in dm if d.isdigit())
         if b == "siren" and ks:
@@ -147,11 +215,12 @@ def finding_f3(summary: dict[str, Any]) -> Finding:
             last = ks[-1]
             plateau = max(low) - min(low) if low else math.nan
             coll = dm.get("1", math.nan) - dm[str(last)] if "1" in dm else math.nan
-            parts.append(f"siren spread over k ≤ 2: {_f(plateau)} dB, drop from k = 1 to k = {last}: {_f(coll)} dB")
+            drop = S.fmt_ci(*_paired_over_pairs(summary, b, "1", str(last))) if "1" in dm else "n/a"
+            parts.append(f"siren spread over k ≤ 2: {_f(plateau)} dB, drop from k = 1 to k = {last}: {_f(coll)} dB (paired {drop})")
         if b == "ffmlp" and len(ks) >= 2:
             slope = float(np.polyfit(ks, [dm[str(k)] for k in ks], 1)[0])
             parts.append(f"ffmlp PSNR change per extra frozen layer: {slope:+.2f} dB")
-    return Finding("F3", claim, "; ".join(parts) + ".", _verdict(all(oks), any(oks)))
+    return Finding("F3", claim, "; ".join(parts) + ".", _combine(vs))
 
 
 # ------------------------------------------------------------------------------------------- F4–F5
@@ -178,10 +247,14 @@ def finding_f4(sae_rows: Sequence[dict[str, Any]]) -> Finding:
         return Finding("F4", claim, f"needs SAEs on layers ≥ 1 of both backbones (have: {have})", "not measured")
     rs, rf = float(np.mean(acc["siren"]["rho"])), float(np.mean(acc["ffmlp"]["rho"]))
     ds, df = float(np.mean(acc["siren"]["dead"] or [math.nan])), float(np.mean(acc["ffmlp"]["dead"] or [math.nan]))
-    rho_ok, dead_ok = rs < rf, (not _nan(ds) and not _nan(df) and df > ds)
+    rho_ci = S.welch_ci(acc["ffmlp"]["rho"], acc["siren"]["rho"])
+    dead_ci = S.welch_ci(acc["ffmlp"]["dead"], acc["siren"]["dead"])
+    v_rho = S.verdict(rho_ci[1], rho_ci[2], True, n=rho_ci[3], unit="SAEs")
+    v_dead = S.verdict(dead_ci[1], dead_ci[2], True, n=dead_ci[3], unit="SAEs")
     measured = (f"layers ≥ 1, mean over SAEs: ρ SIREN {rs:.3f} vs FFMLP {rf:.3f} ({len(acc['siren']['rho'])} and "
-                f"{len(acc['ffmlp']['rho'])} SAEs); dead atoms SIREN {_f(ds, 1)} % vs FFMLP {_f(df, 1)} %.")
-    return Finding("F4", claim, measured, _verdict(rho_ok and dead_ok, rho_ok or dead_ok))
+                f"{len(acc['ffmlp']['rho'])} SAEs); dead atoms SIREN {_f(ds, 1)} % vs FFMLP {_f(df, 1)} %. FFMLP − SIREN, "
+                f"Welch 95% CI: ρ {S.fmt_ci(*rho_ci, d=3)} → {v_rho}; dead % {S.fmt_ci(*dead_ci, d=1)} → {v_dead}.")
+    return Finding("F4", claim, measured, _combine([v_rho, v_dead]))
 
 
 def finding_f5(abl_rows: Sequence[dict[str, Any]], sae_rows: Sequence[dict[str, Any]] = ()) -> Finding:
@@ -195,20 +268,25 @@ def finding_f5(abl_rows: Sequence[dict[str, Any]], sae_rows: Sequence[dict[str, 
     if not (by_b["siren"] and by_b["ffmlp"]):
         have = ", ".join(b for b in by_b if by_b[b]) or "none"
         return Finding("F5", claim, f"needs ablations on both backbones (have: {have})", "not measured")
-    parts, tops, regions = [], {}, {}
+    parts, drops, regions = [], {}, {}
     for b in ("siren", "ffmlp"):
         rs = by_b[b]
         top = max(rs, key=lambda r: float(r["psnr_drop"]))
-        tops[b] = float(top["psnr_drop"])
-        regs = [float(r["region_frac"]) for r in rs if not _nan(r.get("region_frac"))]
-        regions[b] = float(np.mean(regs)) if regs else math.nan
+        drops[b] = [float(r["psnr_drop"]) for r in rs]
+        regions[b] = [float(r["region_frac"]) for r in rs if not _nan(r.get("region_frac"))]
+        reg = float(np.mean(regions[b])) if regions[b] else math.nan
         locs = [float(r["locality"]) for r in rs if not _nan(r.get("locality"))]
-        parts.append(f"{b}: largest drop {tops[b]:.2f} dB (atom {top.get('atom')} at layer {top.get('layer')} of {top.get('condition')}, "
+        parts.append(f"{b}: largest drop {float(top['psnr_drop']):.2f} dB (atom {top.get('atom')} at layer {top.get('layer')} of {top.get('condition')}, "
                      f"firing region {_f(100 * float(top['region_frac']) if not _nan(top.get('region_frac')) else math.nan, 1)} % of the image); "
-                     f"over its {len(rs)} ablated atoms mean firing region {_f(100 * regions[b], 1)} %, mean locality {_f(np.mean(locs) if locs else math.nan, 3)}")
-    drop_ok = tops["ffmlp"] > tops["siren"]
-    reg_ok = not _nan(regions["siren"]) and not _nan(regions["ffmlp"]) and regions["siren"] < regions["ffmlp"]
-    return Finding("F5", claim, "; ".join(parts) + ".", _verdict(drop_ok and reg_ok, drop_ok or reg_ok))
+                     f"over its {len(rs)} ablated atoms mean firing region {_f(100 * reg, 1)} %, mean drop {np.mean(drops[b]):.2f} dB, "
+                     f"mean locality {_f(np.mean(locs) if locs else math.nan, 3)}")
+    drop_ci = S.welch_ci(drops["ffmlp"], drops["siren"])
+    reg_ci = S.welch_ci([100 * x for x in regions["ffmlp"]], [100 * x for x in regions["siren"]])
+    v_drop = S.verdict(drop_ci[1], drop_ci[2], True, n=drop_ci[3], unit="ablated atoms")
+    v_reg = S.verdict(reg_ci[1], reg_ci[2], True, n=reg_ci[3], unit="ablated atoms")
+    parts.append(f"FFMLP − SIREN, Welch 95% CI: mean drop {S.fmt_ci(*drop_ci)} dB → {v_drop}; mean firing region "
+                 f"{S.fmt_ci(*reg_ci, d=1)} % → {v_reg}")
+    return Finding("F5", claim, "; ".join(parts) + ".", _combine([v_drop, v_reg]))
 
 
 def findings(summary: dict[str, Any] | None, sae_rows: Sequence[dict[str, Any]], abl_rows: Sequence[dict[str, Any]]) -> list[Finding]:
@@ -341,8 +419,15 @@ def build(run_dir: Path, meta: dict[str, Any], sweep_rows: Sequence[dict[str, An
     if rt:
         md.append("- recorded runtime: " + ", ".join(f"{k} `{v}`" for k, v in rt.items()))
     md += ["", "## Findings (paper F1–F5 vs this run)", "",
-           "Each row is computed from this run's result files; verdict rules are in `inrlens.report.document`.", "",
+           "Each row is computed from this run's result files; verdict rules are in `inrlens.report.document`. A verdict "
+           "comes from a 95% interval (`inrlens.stats`): agrees only when the interval excludes the other side of the claim, "
+           "disagrees only when it excludes the claim, otherwise inconclusive with the number of fits n behind it. "
+           + tables.CONVENTION, "",
            findings_markdown(fs)]
+    if summary is not None:
+        md += ["## Regime check (no-freeze PSNR vs the paper)", "",
+               "The findings compare like with like only when this run's fits sit in the paper's PSNR regime.", "",
+               tables.regime_table(summary), ""]
     md += ["## Freeze sweep", ""]
     if summary is None:
         md += ["No freeze-sweep results in this run.", ""]
