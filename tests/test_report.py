@@ -120,3 +120,80 @@ def test_report_cli(results, tmp_path):
     empty.mkdir()
     assert main(["report", str(empty)]) == 2
     assert main(["report", str(tmp_path / "missing")]) == 2
+
+
+def test_table1_shows_paired_gain_interval_and_best_set(results):
+    from inrlens.report.tables import table1
+    from inrlens.stats import mean_ci, t_quantile
+    from inrlens.store import read_rows
+
+    s = summarise(read_rows(results))
+    t1 = {(r["source"], r["target"]): r for r in s["table1"]}
+    # A → A: k = 1 is exactly 3 dB above no freeze on every (image, seed) → gain +3.00 [3.00, 3.00] over 6 fits
+    g = t1[("A", "A")]["gain"]
+    assert g["mean"] == pytest.approx(3.0) and g["lo"] == pytest.approx(3.0) and g["hi"] == pytest.approx(3.0) and g["n"] == IMAGES * SEEDS
+    assert t1[("A", "A")]["best_set"] == [1] and t1[("B", "B")]["best_set"] == [0]
+    md = table1(s)
+    assert "| +3.00 [3.00, 3.00] (n=6) | {1} |" in md and "| +2.00 [2.00, 2.00] (n=6) | {0} |" in md
+    # mean over pairs: gains 3, 3, 2, 2 → mean 2.5, s = 0.5774, half-width t_{0.975,3} · s / 2
+    half = t_quantile(0.975, 3) * statistics.stdev([3, 3, 2, 2]) / 2
+    assert f"| +2.50 [{2.5 - half:.2f}, {2.5 + half:.2f}] (n=4) |" in md
+    assert "sample standard deviation (ddof = 1)" in md and "95% Student-t interval" in md
+    tex = table1(s, latex=True)
+    assert "\\{1\\}" in tex and "95\\%" in tex and "±" not in tex
+    # per-combination tables: each depth's paired difference to no freeze
+    from inrlens.report.tables import combo_tables
+
+    assert "| 6 | -2.00 [-2.00, -2.00] (n=6) |" in combo_tables(s)  # A → A, k = 2: bump −2 vs 0
+    # noisy gains: the interval is the t interval of the per-fit differences (independent reference: mean_ci)
+    rows = []
+    diffs = [2.0, -1.0, 1.5, 0.5]
+    for i, dlt in enumerate(diffs):
+        for d, v in (("none", 30.0 + i), (0, 30.0 + i + dlt)):
+            rows.append({"kind": "fit", "key": f"n{d}{i}", "backbone": "siren", "source": "S", "target": "T", "regime": "transfer",
+                         "freeze": None if d == "none" else d, "image": f"im{i}", "seed": 0, "status": "ok", "psnr": v})
+    rows.append({"kind": "fit", "key": "odd", "backbone": "siren", "source": "S", "target": "T", "regime": "transfer",
+                 "freeze": 0, "image": "unmatched", "seed": 0, "status": "ok", "psnr": 80.0})  # no no-freeze partner
+    s2 = summarise(rows)
+    m, lo, hi, n = mean_ci(diffs)
+    assert n == 4 and f"{m:+.2f} [{lo:.2f}, {hi:.2f}] (n=4)" in table1(s2)
+    assert s2["table1"][0]["best"] == pytest.approx((sum(30 + i + d for i, d in enumerate(diffs)) + 80) / 5)  # means keep every fit
+
+
+def _nofreeze(backbone, target, psnrs):
+    return [{"kind": "fit", "key": f"{backbone}{target}{i}", "backbone": backbone, "source": "src", "target": target, "regime": "transfer",
+             "freeze": None, "image": f"im{i}", "seed": 0, "status": "ok", "psnr": p} for i, p in enumerate(psnrs)]
+
+
+def test_regime_check_flags():
+    from inrlens.report.tables import regime_table
+
+    rows = (_nofreeze("siren", "celeba", [43.0, 45.0]) + _nofreeze("siren", "kodak", [56.0, 56.0]) + _nofreeze("ffmlp", "oasis", [19.0, 19.0])
+            + _nofreeze("ffmlp", "kodak", [35.5, 36.5]) + _nofreeze("ffmlp", "faces", [40.0]))
+    rows.append({"kind": "fit", "key": "bad", "backbone": "siren", "source": "src", "target": "celeba", "regime": "transfer", "freeze": None,
+                 "image": "im9", "seed": 0, "status": "diverged", "psnr": None})
+    reg = {(r["backbone"], r["target"]): r for r in summarise(rows)["regime"]}
+    assert reg[("siren", "celeba")]["flag"] == "inside the paper's band (±3 dB)"
+    assert reg[("siren", "celeba")]["mean"] == 44.0 and reg[("siren", "celeba")]["std"] == pytest.approx(statistics.stdev([43, 45]))
+    assert reg[("siren", "celeba")]["n"] == 2 and reg[("siren", "celeba")]["paper"] == [43.0, 43.0]
+    assert reg[("siren", "kodak")]["flag"] == "saturated (> 55 dB)"
+    assert reg[("ffmlp", "oasis")]["flag"] == "failed (< 20 dB)"
+    assert reg[("ffmlp", "kodak")]["flag"] == "outside the band by 4.00 dB"  # 36 vs paper 28–29 widened to 25–32
+    assert reg[("ffmlp", "faces")]["flag"] == "paper band unknown" and reg[("ffmlp", "faces")]["paper"] is None
+    md = regime_table(summarise(rows))
+    assert "| siren | celeba | 44.00 ± 1.41 | 2 | 43 | inside the paper's band (±3 dB) |" in md
+    assert "| ffmlp | kodak | 36.00 ± 0.71 | 2 | 28–29 | outside the band by 4.00 dB |" in md
+    assert "| ffmlp | faces | 40.00 ± 0.00 | 1 | — | paper band unknown |" in md
+    assert "band unknown" in md.split("\n")[0]
+
+
+def test_report_md_has_regime_check_and_findings_intervals(results, tmp_path):
+    from inrlens.report import document
+    from inrlens.store import read_rows
+
+    md, fs = document.build(tmp_path, {"preset": "t"}, read_rows(results), [], [])
+    assert "## Regime check (no-freeze PSNR vs the paper)" in md and "| siren | A | 31.05 ± 0.58 |" not in md
+    assert "| siren | A | 30.55 ± 0.43 | 12 | — | paper band unknown |" in md  # 2 sources × 3 images × 2 seeds
+    assert md.count("sample standard deviation (ddof = 1)") == 2  # the findings intro and Table 1's caption
+    f3 = {f.id: f for f in fs}["F3"]
+    assert "95% CI" in f3.measured and "(n=24)" in f3.measured  # 4 pairs × 3 images × 2 seeds

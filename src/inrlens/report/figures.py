@@ -1,8 +1,9 @@
-"""Figures of the freeze study (SPEC §8), drawn from :func:`inrlens.report.tables.summarise` output alone.
+"""Figures of the freeze study, drawn from :func:`inrlens.report.tables.summarise` output alone.
 
 * ``freeze_sweep_<backbone>``: test PSNR vs freeze depth k, one panel per source cohort, one line per target
-  with a band of ± 1 std over test images × seeds; no-freeze and random-init drawn as reference markers (with
-  error bars) left and right of the k axis, in the target's colour.
+  (the mean) with a band of ± 1 sample std (ddof = 1, the report's "±" convention, :func:`inrlens.rules.mean_std`)
+  over test images × seeds; no-freeze and random-init drawn as reference markers (with error bars of the same
+  std) left and right of the k axis, in the target's colour. The figure's title states the convention.
 * ``stable_rank_<backbone>``: sr(W_ℓ) and sr(H_ℓ) per layer, one panel per source cohort, with the predicted
   k* = argmax sr(W) (dashed), argmax sr(H) (dotted) and the empirical best depth (grey band) marked.
 
@@ -84,7 +85,8 @@ def freeze_sweep(summary: dict[str, Any], backbone: str, out_dir: Path) -> list[
         ax.grid(alpha=0.3, lw=0.5)
     axes[0][0].set_ylabel("test PSNR (dB)")
     axes[0][-1].legend(title="target", frameon=False, loc="best")
-    fig.suptitle(f"{backbone.upper()}: PSNR vs freeze depth (bands: ±1 std over images × seeds; □ no freeze, △ random init)", fontsize=9)
+    fig.suptitle(f"{backbone.upper()}: mean PSNR vs freeze depth\n(bands and bars: ±1 sample std, ddof = 1, over images × seeds; "
+                 "□ no freeze, △ random init)", fontsize=9)
     fig.tight_layout()
     return _save(fig, out_dir / f"freeze_sweep_{backbone}")
 
