@@ -13,6 +13,7 @@ Conventions
 from __future__ import annotations
 
 import math
+import errno
 import os
 import random
 import warnings
@@ -27,7 +28,7 @@ from PIL import Image
 from ..config import DataConfig
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".gif", ".ppm", ".pgm"}
-MIN_SIDE = 2
+MIN_SIDE = 3  # smallest image side accepted at load time (SSIM's 3x3 window needs it)
 
 
 class ImageError(ValueError):
@@ -203,10 +204,38 @@ def array_to_signal(arr: np.ndarray, name: str, source: str = "", cfg: DataConfi
     return Signal(name=name, pixels=pixels, source=source or name)
 
 
+def _link_problem(p: Path) -> str | None:
+    """Why a path that is a symbolic link cannot be read ('symbolic link loop' / 'dangling …'), else None."""
+    if not p.is_symlink():
+        return None
+    try:
+        os.stat(p)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            return "symbolic link loop"
+        try:
+            target = os.readlink(p)
+        except OSError:
+            target = "?"
+        return f"dangling symbolic link (its target {target} does not exist)"
+    return None
+
+
 def load_image(path: str | os.PathLike, cfg: DataConfig | None = None) -> Signal:
-    """Read one image file → Signal. Raises ImageError (one line, naming the file) on any problem."""
+    """Read one image file → Signal. Raises ImageError (one line, naming the file) on any problem.
+
+    * A JPEG/TIFF/WebP/PNG with an EXIF orientation tag is rotated/flipped as that tag says
+      (``PIL.ImageOps.exif_transpose``), so the signal is the image as a viewer shows it, not as stored.
+    * A file with several frames (animated GIF, multi-page TIFF, APNG) gives its first frame, with a warning
+      naming the file and saying "using frame 0".
+    * A symbolic link loop or a dangling link is an ImageError like any unreadable file.
+    * Sides under ``MIN_SIDE`` (3) px are refused.
+    """
     cfg = cfg or DataConfig()
     p = Path(path)
+    link = _link_problem(p)
+    if link is not None:
+        raise ImageError(f"{p}: {link}")
     if not p.exists():
         raise ImageError(f"{p}: no such file")
     if p.is_dir():
@@ -219,6 +248,10 @@ def load_image(path: str | os.PathLike, cfg: DataConfig | None = None) -> Signal
             if w * h > cfg.max_pixels:
                 raise ImageError(f"{p}: {w}x{h} px exceeds the limit of {cfg.max_pixels} pixels (DataConfig.max_pixels)")
             img.load()
+            frames = int(getattr(img, "n_frames", 1) or 1)
+            if frames > 1:
+                warnings.warn(f"{p}: {frames} frames; using frame 0", stacklevel=2)
+            img = _exif_upright(img, p)
             arr = _array_from_pil(img, str(p))
     except ImageError:
         raise
@@ -232,14 +265,33 @@ def load_image(path: str | os.PathLike, cfg: DataConfig | None = None) -> Signal
     return array_to_signal(arr, name=p.stem, source=str(p), cfg=cfg)
 
 
+def _exif_upright(img: Image.Image, p: Path) -> Image.Image:
+    """The image turned upright per its EXIF orientation tag (unchanged without one; a warning if unreadable)."""
+    from PIL import ImageOps
+
+    try:
+        orientation = img.getexif().get(0x0112, 1)
+    except Exception:  # noqa: BLE001 - damaged EXIF block: the pixels are still fine
+        warnings.warn(f"{p}: EXIF block unreadable; orientation tag ignored", stacklevel=3)
+        return img
+    if orientation in (None, 1):
+        return img
+    try:
+        return ImageOps.exif_transpose(img)
+    except Exception as e:  # noqa: BLE001
+        warnings.warn(f"{p}: EXIF orientation {orientation} not applied ({type(e).__name__})", stacklevel=3)
+        return img
+
+
 def list_images(folder: str | os.PathLike) -> list[Path]:
-    """Image files in a folder (by suffix, sorted by name; not recursive)."""
+    """Files in a folder (sorted by name; not recursive; hidden files left out), broken symbolic links
+    (loops, dangling) included so that the loader reports them instead of dropping them silently."""
     d = Path(folder)
     if not d.exists():
         raise ImageError(f"{d}: no such file or folder")
     if not d.is_dir():
         raise ImageError(f"{d}: not a folder")
-    return sorted(p for p in d.iterdir() if p.is_file() and not p.name.startswith("."))
+    return sorted(p for p in d.iterdir() if not p.name.startswith(".") and (p.is_file() or _link_problem(p) is not None))
 
 
 def harmonise_channels(signals: Sequence[Signal], mode: str = "auto") -> list[Signal]:
@@ -262,8 +314,8 @@ def harmonise_channels(signals: Sequence[Signal], mode: str = "auto") -> list[Si
 def load_images(paths: str | os.PathLike | Iterable[str | os.PathLike], cfg: DataConfig | None = None) -> list[Signal]:
     """Load a file, a folder or a list of files/folders → list of Signals with harmonised channels.
 
-    Files in a folder that are not readable images raise ImageError, or are skipped with a warning when
-    ``cfg.on_bad_file == 'skip'``. An empty result is an error.
+    Files in a folder that are not readable images (broken symbolic links included) raise ImageError, or are
+    skipped with a warning when ``cfg.on_bad_file == 'skip'``. An empty result is an error.
     """
     cfg = cfg or DataConfig()
     items = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
