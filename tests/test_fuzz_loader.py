@@ -59,7 +59,7 @@ def check_outcome(path: Path, cfg: DataConfig = CFG) -> Signal | None:
             assert msg.startswith(str(path)) and "\n" not in msg, msg
             return None
     h, w, c = s.pixels.shape
-    assert c in (1, 3) and min(h, w) >= 2 and h * w <= cfg.max_pixels
+    assert c in (1, 3) and min(h, w) >= 3 and h * w <= cfg.max_pixels  # MIN_SIDE = 3
     assert s.pixels.dtype.is_floating_point and bool(s.pixels.isfinite().all())
     assert float(s.pixels.min()) >= -1.0 and float(s.pixels.max()) <= 1.0
     return s
@@ -149,7 +149,7 @@ def test_random_valid_images_load_correctly(spec):
         return
     p = write(data, fmt)
     s = check_outcome(p)
-    if min(h, w) < 2 or h * w > CFG.max_pixels:
+    if min(h, w) < 3 or h * w > CFG.max_pixels:
         assert s is None  # too small / too large: refused with ImageError
         return
     assert s is not None and s.shape == (h, w)
@@ -192,3 +192,102 @@ def test_folder_of_fuzzed_files_skip_mode(tmp_path):
         warnings.simplefilter("ignore")
         sigs = load_images(tmp_path, DataConfig(on_bad_file="skip"))
     assert sorted(s.name for s in sigs) == good
+
+
+# --------------------------------------------------------------------------------------- edge cases of real files
+# EXIF orientation → the stored array turned as a viewer shows it (numpy reference, independent of PIL's transpose)
+ORIENT = {1: lambda a: a, 2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 4: lambda a: a[::-1, :], 5: lambda a: a.swapaxes(0, 1),
+          6: lambda a: np.rot90(a, -1), 7: lambda a: a[::-1, ::-1].swapaxes(0, 1), 8: lambda a: np.rot90(a, 1)}
+
+
+@pytest.mark.parametrize("orientation", sorted(ORIENT))
+def test_exif_rotated_jpeg_is_turned_upright(tmp_path, orientation):
+    rng = np.random.default_rng(orientation)
+    a = rng.integers(0, 256, (6, 10, 3), dtype=np.uint8)  # non-square: a 90° turn swaps H and W
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    p = tmp_path / f"o{orientation}.jpg"
+    Image.fromarray(a).save(p, "JPEG", quality=95, exif=exif)
+    with Image.open(p) as im:
+        assert im.getexif().get(0x0112) == orientation
+        stored = np.asarray(im.convert("RGB"), dtype=np.float64) / 255.0  # decoded as stored, not turned
+    want = ORIENT[orientation](stored)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # turning a photo upright is not worth a warning
+        s = load_image(p)
+    got = (s.pixels.numpy().astype(np.float64) + 1) / 2
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, atol=2e-6)
+
+
+@pytest.mark.parametrize("fmt", ["gif", "tif"])
+def test_multi_frame_file_uses_frame_0_with_a_warning(tmp_path, fmt):
+    frames = [np.full((5, 7), v, np.uint8) for v in (40, 200, 120)]
+    frames[0][1, 2] = 90  # frame 0 is not constant: its exact values are checked
+    p = tmp_path / f"anim.{fmt}"
+    ims = [Image.fromarray(f) for f in frames]
+    ims[0].save(p, save_all=True, append_images=ims[1:])
+    with Image.open(p) as im:
+        assert im.n_frames == 3
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        s = load_image(p)
+    msgs = [str(x.message) for x in w]
+    assert msgs == [f"{p}: 3 frames; using frame 0"], msgs
+    got = (s.pixels.numpy()[:, :, 0].astype(np.float64) + 1) / 2
+    np.testing.assert_allclose(got * 255, frames[0], atol=1e-3)
+
+
+def test_single_frame_file_gives_no_frame_warning(tmp_path):
+    p = tmp_path / "one.gif"
+    Image.fromarray(np.full((5, 7), 40, np.uint8)).save(p)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_image(p)
+
+
+def _folder_with_broken_links(tmp_path: Path) -> Path:
+    d = tmp_path / "imgs"
+    d.mkdir()
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(d / "a_good.png")
+    Image.fromarray(np.random.default_rng(1).integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(tmp_path / "outside.png")
+    (d / "b_link_ok.png").symlink_to(tmp_path / "outside.png")  # a working link is an ordinary image
+    (d / "c_dangling.png").symlink_to(tmp_path / "gone.png")
+    (d / "d_loop1.png").symlink_to(d / "d_loop2.png")
+    (d / "d_loop2.png").symlink_to(d / "d_loop1.png")
+    return d
+
+
+def test_symlink_loops_and_dangling_links_error_or_skip(tmp_path):
+    d = _folder_with_broken_links(tmp_path)
+    with pytest.raises(ImageError) as e:
+        load_images(d)
+    assert str(e.value) == f"{d / 'c_dangling.png'}: dangling symbolic link (its target {tmp_path / 'gone.png'} does not exist)"
+    with pytest.raises(ImageError, match="symbolic link loop"):
+        load_image(d / "d_loop1.png")
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        sigs = load_images(d, DataConfig(on_bad_file="skip"))
+    assert [s.name for s in sigs] == ["a_good", "b_link_ok"]
+    msgs = [str(x.message) for x in w]
+    assert msgs == [f"skipped: {d / 'c_dangling.png'}: dangling symbolic link (its target {tmp_path / 'gone.png'} does not exist)",
+                    f"skipped: {d / 'd_loop1.png'}: symbolic link loop", f"skipped: {d / 'd_loop2.png'}: symbolic link loop"], msgs
+
+
+def test_broken_links_through_the_cli(tmp_path, capsys):
+    from inrlens.cli import main
+
+    d = _folder_with_broken_links(tmp_path)
+    tiny = ["--net.width", "8", "--net.depth", "2", "--train.steps", "2", "--no-lpips"]
+    capsys.readouterr()
+    assert main(["fit", str(d), "--out", str(tmp_path / "err"), *tiny]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err == [f"inrlens: error: {d / 'c_dangling.png'}: dangling symbolic link (its target {tmp_path / 'gone.png'} does not exist)"]
+    assert not (tmp_path / "err").exists()
+    with pytest.warns(UserWarning) as rec:  # (the CLI prints each as one line 'inrlens: warning: …')
+        assert main(["fit", str(d), "--out", str(tmp_path / "skip"), "--data.on-bad-file", "skip", *tiny]) == 0
+    assert [str(w.message) for w in rec] == [
+        f"skipped: {d / 'c_dangling.png'}: dangling symbolic link (its target {tmp_path / 'gone.png'} does not exist)",
+        f"skipped: {d / 'd_loop1.png'}: symbolic link loop", f"skipped: {d / 'd_loop2.png'}: symbolic link loop"]
+    rows = (tmp_path / "skip" / "results.jsonl").read_text().splitlines()
+    assert sorted(__import__("json").loads(r)["image"] for r in rows) == ["a_good", "b_link_ok"]
