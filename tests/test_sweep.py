@@ -21,12 +21,25 @@ import pytest
 from PIL import Image
 
 from conftest import tiny_signals
-from inrlens.config import NetConfig, TrainConfig, DataConfig
 from inrlens import rules
+from inrlens.config import DataConfig, NetConfig, TrainConfig
 from inrlens.rules import parse_depths
-from inrlens.sweep import (CohortTask, ExecSpec, FitTask, SweepSpec, chunk_fits, deal, failure_cause, load_spec_file, make_plan,
-                           merge_flags, parse_data, run_sweep, spec_from_dict)
 from inrlens.store import read_rows
+from inrlens.sweep import (
+    CohortTask,
+    ExecSpec,
+    FitTask,
+    SweepSpec,
+    chunk_fits,
+    deal,
+    failure_cause,
+    load_spec_file,
+    make_plan,
+    merge_flags,
+    parse_data,
+    run_sweep,
+    spec_from_dict,
+)
 
 
 def write_set(folder: Path, n: int, size: int, channels: int, seed: int) -> Path:
@@ -153,8 +166,8 @@ jobs = 3
 
 def test_debug_sweep_rows_match_direct_fits(sets, tmp_path):
     """In-process sweep: row count, and one chunk's PSNRs equal fitting those members directly."""
-    from inrlens.fit import fit_transfer
     from inrlens.data.samples import resolve
+    from inrlens.fit import fit_transfer
     from inrlens.store import load_stack
 
     spec = tiny_spec(sets, sources=("rgb",), targets=("gray",), depths=("none", "0"))

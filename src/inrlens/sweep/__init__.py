@@ -13,10 +13,22 @@ Modules: :mod:`~inrlens.sweep.spec` (what runs and how: SweepSpec, ExecSpec, def
 from .executors import InlineExecutor, failure_cause, make_executor, run_sweep, wait_jobs
 from .jobs import chunk_fits, cohort_ready, deal, run_fits_job, train_cohort_job, train_cohorts_job
 from .plan import CohortTask, FitTask, Plan, make_plan, net_for
-from .spec import (Cluster, ExecSpec, SweepSpec, key_dict, key_hash, load_spec_file, merge_flags, parse_data, resolve_specs, run_config,
-                   spec_dict, spec_from_dict)
+from .spec import (
+                   Cluster,
+                   ExecSpec,
+                   SweepSpec,
+                   key_dict,
+                   key_hash,
+                   load_spec_file,
+                   merge_flags,
+                   parse_data,
+                   resolve_specs,
+                   run_config,
+                   spec_dict,
+                   spec_from_dict,
+)
 
-__all__ = ["SweepSpec", "ExecSpec", "Cluster", "key_dict", "key_hash", "spec_dict", "run_config", "parse_data", "load_spec_file", "spec_from_dict", "merge_flags",
-           "resolve_specs", "CohortTask", "FitTask", "Plan", "make_plan", "net_for", "chunk_fits", "deal", "cohort_ready",
-           "train_cohort_job", "train_cohorts_job", "run_fits_job", "InlineExecutor", "make_executor", "failure_cause",
-           "wait_jobs", "run_sweep"]
+__all__ = ["SweepSpec", "ExecSpec", "Cluster", "key_dict", "key_hash", "spec_dict", "run_config", "parse_data",
+           "load_spec_file", "spec_from_dict", "merge_flags", "resolve_specs", "CohortTask", "FitTask", "Plan",
+           "make_plan", "net_for", "chunk_fits", "deal", "cohort_ready", "train_cohort_job", "train_cohorts_job",
+           "run_fits_job", "InlineExecutor", "make_executor", "failure_cause", "wait_jobs", "run_sweep"]

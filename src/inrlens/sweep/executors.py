@@ -12,8 +12,9 @@ import os
 import re
 import shutil
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from .jobs import chunk_fits, cohort_ready, deal, run_fits_job, train_cohorts_job
 from .plan import Plan, make_plan

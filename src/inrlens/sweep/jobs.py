@@ -15,9 +15,10 @@ import os
 import shutil
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from ..config import DataConfig, to_dict
 from .plan import CohortTask, FitTask, load_dataset

@@ -18,10 +18,11 @@ from disk themselves.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from itertools import product
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import Literal
 
 from ..config import DataConfig, NetConfig, TrainConfig
 from ..rules import Depth, ff_sigma_for, freeze_of, lr_for, parse_depths

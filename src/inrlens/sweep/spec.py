@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Literal, Sequence, TypeVar
+from typing import Any, Literal, TypeVar
 
 from tyro.conf import UseAppendAction
 
@@ -292,5 +293,5 @@ def resolve_specs(config: str | Path | None, flags: SweepSpec, exec_flags: ExecS
     return merge_flags(file_spec, flags), merge_flags(file_ex or ExecSpec(), exec_flags)
 
 
-__all__ = ["Cluster", "SweepSpec", "ExecSpec", "key_dict", "key_hash", "spec_dict", "run_config", "parse_data", "load_spec_file", "spec_from_dict", "merge_flags",
-           "resolve_specs"]
+__all__ = ["Cluster", "SweepSpec", "ExecSpec", "key_dict", "key_hash", "spec_dict", "run_config", "parse_data",
+           "load_spec_file", "spec_from_dict", "merge_flags", "resolve_specs"]
