@@ -88,7 +88,8 @@ def test_shared_kodak_mixed_orientation():
 
 def test_cli_fit_cohort_transfer(tmp_path, capsys):
     common = ["--data.size", "16", "--net.width", "16"]
-    assert main(["fit", "sample:faces", "--limit", "2", "--out", str(tmp_path / "f"), "--train.steps", "5", "--seeds", "0", "1", *common]) == 0
+    argv = ["fit", "sample:faces", "--limit", "2", "--out", str(tmp_path / "f"), "--train.steps", "5", "--seeds", "0", "1", *common]
+    assert main(argv) == 0
     rows = [json.loads(x) for x in (tmp_path / "f" / "results.jsonl").read_text().splitlines()]
     assert len(rows) == 4 and {r["status"] for r in rows} == {"ok"}
     assert main(["cohort", "sample:faces", "--n", "3", "--out", str(tmp_path / "c"), "--train.steps", "5", *common]) == 0

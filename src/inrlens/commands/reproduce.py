@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import threading
 import time
 from dataclasses import dataclass, replace
@@ -28,18 +29,82 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-import tyro
 from tyro.conf import UseAppendAction
 
-from ..config import DataConfig, TrainConfig, to_dict
+from ..config import TrainConfig, from_dict
+from ..probes.sae import SAEConfig
 
-STUDY_DEFAULTS: dict[str, Any] = {"source": "", "member": 0, "conditions": ["single", "cohort"], "single_steps": 500, "layers": [],
-                                  "atlas_top": 16, "ablate_top": 10, "ablate_all_layers": False, "ablate_layers": [2]}
+# the sweep package: every name this module uses from it is imported here
+from ..sweep import ExecSpec, SweepSpec, net_for, parse_data, run_config, run_sweep, spec_from_dict
+from ..sweep import make_plan as sweep_plan
+
 STAGES = ("sweep", "figures", "single", "sae", "atoms", "ablate", "report", "atlas")
 
 
-def load_preset(preset: str) -> tuple[str, dict[str, Any]]:
-    """'demo' | 'paper' | PATH.toml → (name, dict). Unknown tables are refused."""
+@dataclass(frozen=True)
+class StudyConfig:
+    """The [study] table of a preset: which INRs are decomposed, how many atoms the atlas and ablations cover."""
+
+    source: str = ""
+    """Dataset whose cohort is decomposed (and whose cohort image the single-signal fits use); '' = the first
+    dataset."""
+    member: int = 0
+    """Cohort head (= cohort image) index, 0..n_cohort−1."""
+    conditions: tuple[Literal["single", "cohort"], ...] = ("single", "cohort")
+    """Which INRs are decomposed, each × every swept backbone: 'cohort' (the cohort's encoder at head
+    ``member``) and/or 'single' (a single-signal INR fitted to that head's image)."""
+    single_steps: int = 500
+    """Adam steps of the single-signal fits that are decomposed (lr: the backbone's single-signal lr)."""
+    layers: tuple[int, ...] = ()
+    """Hidden layers with SAEs (0..L−1); empty = every layer."""
+    atlas_top: int = 16
+    """Atoms per layer stored as maps (atlas, galleries), by mean magnitude."""
+    ablate_top: int = 10
+    """Atoms per layer ablated one at a time, by mean magnitude [paper: 10]."""
+    ablate_all_layers: bool = False
+    """Ablate at every layer with SAEs (False: only at ``ablate_layers``)."""
+    ablate_layers: tuple[int, ...] = (2,)
+    """Layers whose atoms are ablated when ``ablate_all_layers`` is false [paper: layer 2]."""
+
+    def __post_init__(self) -> None:
+        if not self.conditions or len(set(self.conditions)) != len(self.conditions):
+            raise ValueError(f"conditions: give 'single' and/or 'cohort' once each, got {list(self.conditions)}")
+        for name in ("single_steps", "atlas_top", "ablate_top"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.member < 0:
+            raise ValueError(f"member must be >= 0, got {self.member}")
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A preset file: its tables, typed (``load_preset``). [datasets] maps names to paths or sample:NAME; [sweep]
+    is read as a sweep definition file is (``inrlens.sweep.spec_from_dict``: nested tables replace single fields
+    of the defaults), without ``data`` (the datasets come from [datasets] and --data)."""
+
+    datasets: dict[str, str] = dataclasses.field(default_factory=dict)
+    sweep: SweepSpec = SweepSpec()
+    exec: ExecSpec = ExecSpec()
+    sae: SAEConfig = SAEConfig()
+    study: StudyConfig = StudyConfig()
+
+
+def _table_message(msg: str) -> str:
+    """from_dict's 'preset.study.member: …' → '[study] member: …'; 'preset: unknown field(s) x' → 'unknown table(s) x'."""
+    if msg.startswith("preset: unknown field(s)"):
+        return "unknown table(s)" + msg[len("preset: unknown field(s)"):]
+    m = re.match(r"preset\.(\w+)(?:\.([^:]+))?: (.*)$", msg)
+    if not m:
+        return msg
+    table, fld, rest = m.groups()
+    if fld is None and rest.startswith("unknown field(s)"):
+        return f"unknown [{table}] field(s)" + rest[len("unknown field(s)"):]
+    return f"[{table}] {fld}: {rest}" if fld else f"[{table}] {rest}"
+
+
+def load_preset(preset: str) -> tuple[str, Preset]:
+    """'demo' | 'paper' | PATH.toml → (name, Preset). Unknown tables or fields and values of the wrong type are
+    one-line ValueErrors naming the table and field (``preset NAME: [sweep] net.width: expected an integer …``)."""
     import tomllib
 
     if preset.endswith(".toml") or "/" in preset or Path(preset).exists():
@@ -53,87 +118,105 @@ def load_preset(preset: str) -> tuple[str, dict[str, Any]]:
             raise ValueError(f"unknown preset {preset!r}; choose {' | '.join(names)} or give a .toml path")
         text, name = resources.files("inrlens.presets").joinpath(f"{preset}.toml").read_text(), preset
     try:
-        d = tomllib.loads(text)
+        tables = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ValueError(f"preset {preset}: invalid TOML ({e})") from None
-    bad = set(d) - {"datasets", "sweep", "exec", "sae", "study"}
-    if bad:
-        raise ValueError(f"preset {preset}: unknown table(s) {', '.join(sorted(bad))}")
-    study = dict(STUDY_DEFAULTS)
-    unknown = set(d.get("study", {})) - set(study)
-    if unknown:
-        raise ValueError(f"preset {preset}: unknown [study] field(s) {', '.join(sorted(unknown))}")
-    study.update(d.get("study", {}))
-    d["study"] = study
-    return name, d
+    sweep = tables.get("sweep")
+    if isinstance(sweep, dict):
+        for key, where in (("data", "the [datasets] table"), ("exec", "the [exec] table")):
+            if key in sweep:
+                raise ValueError(f"preset {name}: [sweep] {key}: give it in {where}")
+        try:
+            tables["sweep"], _ = spec_from_dict(sweep, source="[sweep]")
+        except ValueError as e:
+            raise ValueError(f"preset {name}: {str(e).replace('[sweep]: ', '[sweep] ', 1)}") from None
+    try:
+        p = from_dict(Preset, tables, "preset")
+    except ValueError as e:
+        raise ValueError(f"preset {name}: {_table_message(str(e))}") from None
+    for k, v in p.datasets.items():
+        if not isinstance(v, str):
+            raise ValueError(f"preset {name}: [datasets] {k}: expected a path or sample:NAME string, got {v!r}")
+    return name, p
 
 
-@dataclass
-class Plan:
-    """A preset resolved against the command line: everything the stages need."""
+@dataclass(frozen=True)
+class Resolved:
+    """A preset resolved against the command line (--data, --cluster, --jobs, --device) and checked: everything
+    the stages need. ``spec`` is the sweep (its ``data`` = the datasets), ``ex`` how it runs."""
 
     name: str
     datasets: dict[str, str]
-    spec: Any  # sweep.SweepSpec
-    ex: Any  # sweep.ExecSpec
-    sae: Any  # sae.SAEConfig
-    study: dict[str, Any]
+    spec: SweepSpec
+    ex: ExecSpec
+    sae: SAEConfig
+    study: StudyConfig
 
 
-def make_plan(preset: str, data: tuple[str, ...], cluster: str | None, jobs: int | None, device: str | None) -> Plan:
-    from ..sweep import ExecSpec, parse_data, spec_from_dict
-    from ..probes.sae import SAEConfig
+def check_study(study: StudyConfig, spec: SweepSpec, datasets: dict[str, str]) -> StudyConfig:
+    """[study] against the sweep, before any work: the source trains a cohort, ``member`` is one of its heads,
+    ``layers`` and ``ablate_layers`` are hidden layers of the swept net. Returns it with ``source`` filled in."""
+    source = study.source or next(iter(datasets))
+    if source not in datasets:
+        raise ValueError(f"[study] source {source!r} is not a dataset ({', '.join(datasets)})")
+    if spec.sources and source not in spec.sources:
+        raise ValueError(f"[study] source {source!r} trains no cohort: [sweep] sources = {list(spec.sources)}")
+    if study.member >= spec.n_cohort:
+        raise ValueError(f"[study] member {study.member} is outside 0..{spec.n_cohort - 1} (the cohort has [sweep] n_cohort = "
+                         f"{spec.n_cohort} heads)")
+    L = spec.net.depth
+    for name in ("layers", "ablate_layers"):
+        bad = [ell for ell in getattr(study, name) if not 0 <= ell < L]
+        if bad:
+            raise ValueError(f"[study] {name} {bad} outside 0..{L - 1} (the [sweep] net has depth {L})")
+    if study.layers and not study.ablate_all_layers:
+        missing = [ell for ell in study.ablate_layers if ell not in study.layers]
+        if missing:
+            raise ValueError(f"[study] ablate_layers {missing} have no SAE: add them to [study] layers {list(study.layers)}")
+    return replace(study, source=source)
 
-    name, d = load_preset(preset)
-    datasets = {str(k): str(v) for k, v in d.get("datasets", {}).items()}
+
+def resolve_preset(preset: str, data: tuple[str, ...] = (), cluster: str | None = None, jobs: int | None = None,
+                   device: str | None = None) -> Resolved:
+    """Load a preset, merge the command line's datasets and [exec] overrides, and check everything (one-line
+    ValueError) before any file is written."""
+    name, p = load_preset(preset)
+    datasets = dict(p.datasets)
     if data:
         datasets.update(parse_data(data))
-    sae_d = d.get("sae", {})
-    bad = set(sae_d) - {f.name for f in dataclasses.fields(SAEConfig)}
-    if bad:
-        raise ValueError(f"preset {name!r}: unknown [sae] field(s) {', '.join(sorted(bad))}")
     if not datasets:
         raise ValueError(f"preset {name!r} names no datasets; give them with --data NAME=PATH (e.g. --data celeba=/data/celeba)")
-    sweep = dict(d.get("sweep", {}))
-    sweep["data"] = datasets
-    spec, _ = spec_from_dict(sweep)
-    ex_d = dict(d.get("exec", {}))
-    for k, v in (("cluster", cluster), ("jobs", jobs), ("device", device)):
-        if v is not None:
-            ex_d[k] = v
+    spec = replace(p.sweep, data=tuple(f"{k}={v}" for k, v in datasets.items()))
+    overrides = {k: v for k, v in (("cluster", cluster), ("jobs", jobs), ("device", device)) if v is not None}
     try:
-        ex = ExecSpec(**ex_d)
-    except TypeError as e:
-        raise ValueError(f"preset {name!r}: bad [exec] table ({e})") from None
-    sae = SAEConfig(**sae_d)
-    sae.validate()
-    study = dict(d["study"])
-    study["source"] = study["source"] or next(iter(datasets))
-    if study["source"] not in datasets:
-        raise ValueError(f"[study] source {study['source']!r} is not a dataset ({', '.join(datasets)})")
-    bad_c = set(study["conditions"]) - {"single", "cohort"}
-    if bad_c:
-        raise ValueError(f"[study] conditions must be 'single' and/or 'cohort', got {sorted(bad_c)}")
-    return Plan(name, datasets, spec, ex, sae, study)
+        ex = replace(p.exec, **overrides)
+    except ValueError as e:
+        raise ValueError(f"--{' --'.join(overrides)}: {e}") from None
+    try:
+        sae = p.sae.validate()
+    except ValueError as e:
+        raise ValueError(f"preset {name}: [sae] {e}") from None
+    try:
+        study = check_study(p.study, spec, datasets)
+    except ValueError as e:
+        raise ValueError(f"preset {name}: {e}") from None
+    return Resolved(name, datasets, spec, ex, sae, study)
 
 
 class _Sweeper:
     """run_sweep in a thread while the main thread shows a progress bar over the planned fits."""
 
-    def __init__(self, plan: Plan, run: Path):
+    def __init__(self, plan: Resolved, run: Path):
         self.plan, self.run, self.result, self.error = plan, run, None, None
 
     def __call__(self) -> None:
-        from ..sweep import run_sweep
-
         try:
             self.result = run_sweep(self.plan.spec, self.plan.ex, self.run, log=lambda *a: None)
         except BaseException as e:  # re-raised in the main thread
             self.error = e
 
 
-def stage_sweep(plan: Plan, run: Path, bar_factory) -> dict[str, Any]:
-    from ..sweep import make_plan as sweep_plan, run_config
+def stage_sweep(plan: Resolved, run: Path, bar_factory) -> dict[str, Any]:
     from ..store import done_keys, prepare_run
 
     sw = prepare_run(run / "sweep", run_config(plan.spec), resume=True)
@@ -165,46 +248,43 @@ def _cohort_dir(run: Path, source: str, backbone: str) -> Path:
     return run / "sweep" / "cohorts" / f"{source}_{backbone}"
 
 
-def stage_single(plan: Plan, run: Path, bar_factory) -> dict[str, Path]:
-    """Single-signal INRs of the decomposed image (the cohort's member image), one per backbone."""
-    from ..fit import fit_single
-    from ..sweep import net_for
+def stage_single(plan: Resolved, run: Path, bar_factory) -> dict[str, Path]:
+    """Single-signal INRs of the decomposed image (the cohort's head ``study.member``), one per backbone, fitted
+    by :func:`inrlens.workflows.fit_images` into RUN/single/<backbone>/ (checkpoint at the folder's root)."""
     from ..data import resolve
-    from ..store import load_stack, save_stack
+    from ..store import load_stack
+    from ..workflows import fit_images
 
-    src = plan.study["source"]
+    src = plan.study.source
     out: dict[str, Path] = {}
-    todo = [b for b in plan.spec.backbones if "single" in plan.study["conditions"]]
+    todo = list(plan.spec.backbones) if "single" in plan.study.conditions else []
     with bar_factory(len(todo), "single-signal fits") as bar:
         for b in todo:
             folder = run / "single" / b
-            if not (folder / "model.safetensors").exists():
-                _, meta = load_stack(_cohort_dir(run, src, b))
-                image = meta["members"][int(plan.study["member"])]
-                sigs = {s.name: s for s in resolve(plan.datasets[src], plan.spec.images)}
-                sig = sigs[image]
-                res = plan.spec.images.size or max(sig.shape)
-                net = net_for(plan.spec, b, res)
-                train = TrainConfig(steps=int(plan.study["single_steps"]), device=plan.ex.device)
-                stack, fr, mres = fit_single([sig], net, train, (0,), progress=False, with_lpips=False)
-                save_stack(stack, folder, {"regime": "single", "members": [f"{image}@0"], "data": to_dict(plan.spec.images),
-                                           "psnr": [m.psnr for m in mres], "steps_run": fr.steps_run, "seconds": fr.seconds})
+            _, meta = load_stack(_cohort_dir(run, src, b))
+            image = meta["members"][plan.study.member]
+            sig = {s.name: s for s in resolve(plan.datasets[src], plan.spec.images)}[image]
+            net = net_for(plan.spec, b, plan.spec.images.size or max(sig.shape))
+            train = TrainConfig(steps=plan.study.single_steps, device=plan.ex.device)
+            # resume: a finished fit is kept; overwrite: the run root's config already guards this folder's
+            fit_images([sig], folder, net, train, (0,), data=plan.spec.images, lpips=False, resume=True, overwrite=True,
+                       checkpoint="root", progress=False)
             out[b] = folder
             bar.update(1)
     return out
 
 
-def conditions(plan: Plan, run: Path) -> list[tuple[str, Path, Path]]:
+def conditions(plan: Resolved, run: Path) -> list[tuple[str, Path, Path]]:
     """(condition name, INR folder, SAE run folder) for every decomposed INR: {single, cohort} × backbones."""
     out = []
-    for regime in plan.study["conditions"]:
+    for regime in plan.study.conditions:
         for b in plan.spec.backbones:
-            inr = _cohort_dir(run, plan.study["source"], b) if regime == "cohort" else run / "single" / b
+            inr = _cohort_dir(run, plan.study.source, b) if regime == "cohort" else run / "single" / b
             out.append((f"{regime}-{b}", inr, run / "sae" / f"{regime}-{b}"))
     return out
 
 
-def stage_sae(plan: Plan, run: Path, bar_factory) -> None:
+def stage_sae(plan: Resolved, run: Path, bar_factory) -> None:
     """One TopK SAE (plan.sae) per hidden layer of each condition: the cohort's head study.member and the
     single-signal INR of that head's image, each on that image's grid (resumable)."""
     from ..fit import resolve_device
@@ -213,17 +293,17 @@ def stage_sae(plan: Plan, run: Path, bar_factory) -> None:
 
     dev = resolve_device(plan.ex.device)
     conds = conditions(plan, run)
-    images = (plan.datasets[plan.study["source"]],)
+    images = (plan.datasets[plan.study.source],)
     with bar_factory(len(conds), "SAEs (all layers of each condition)") as bar:
         for name, inr, out in conds:
-            member = int(plan.study["member"]) if name.startswith("cohort") else 0
+            member = int(plan.study.member) if name.startswith("cohort") else 0
             ctx = load_member(inr, images, member, plan.spec.images, dev, name)
-            decompose(ctx, tuple(plan.study["layers"]), plan.sae, (), out, resume=True)
+            decompose(ctx, tuple(plan.study.layers), plan.sae, (), out, resume=True)
             render_sweep(SaeRun(out), f"{name}: n × k sweep")
             bar.update(1)
 
 
-def stage_atoms(plan: Plan, run: Path, bar_factory) -> None:
+def stage_atoms(plan: Resolved, run: Path, bar_factory) -> None:
     """Atom maps of the study.atlas_top atoms of every SAE, galleries, and the overlaid health and
     SAE-statistics plots in RUN/sae/figures."""
     from ..fit import resolve_device
@@ -231,32 +311,32 @@ def stage_atoms(plan: Plan, run: Path, bar_factory) -> None:
     from ..report.sae_figures import render_atoms
 
     dev = resolve_device(plan.ex.device)
-    layers = tuple(plan.study["layers"])
+    layers = tuple(plan.study.layers)
     with bar_factory(1, "atom maps + galleries") as bar:
         maps, stat_rows = [], []
         for sae_run in (SaeRun(c[2]) for c in conditions(plan, run)):
-            maps += atom_maps_for(sae_run, int(plan.study["atlas_top"]), layers, dev)
+            maps += atom_maps_for(sae_run, int(plan.study.atlas_top), layers, dev)
             stat_rows += sae_run.read_results(layers)
         render_atoms(maps, stat_rows, run / "sae" / "figures")
         bar.update(1)
 
 
-def stage_ablate(plan: Plan, run: Path, bar_factory) -> None:
+def stage_ablate(plan: Resolved, run: Path, bar_factory) -> None:
     """Single-atom ablations of the study.ablate_top atoms at study.ablate_layers (or every layer)."""
     from ..fit import resolve_device
     from ..probes.decompose import SaeRun, ablate_atoms
     from ..report.sae_figures import render_ablations
 
     dev = resolve_device(plan.ex.device)
-    layers = () if plan.study["ablate_all_layers"] else tuple(plan.study["ablate_layers"])
+    layers = () if plan.study.ablate_all_layers else tuple(plan.study.ablate_layers)
     conds = conditions(plan, run)
     with bar_factory(len(conds), "single-atom ablations") as bar:
         for _, _, out in conds:
-            render_ablations(ablate_atoms(SaeRun(out), layers, int(plan.study["ablate_top"]), dev))
+            render_ablations(ablate_atoms(SaeRun(out), layers, int(plan.study.ablate_top), dev))
             bar.update(1)
 
 
-def stage_report(plan: Plan, run: Path, meta: dict[str, Any], atlas: Path | None) -> tuple[Path, Path, list[Any]]:
+def stage_report(plan: Resolved, run: Path, meta: dict[str, Any], atlas: Path | None) -> tuple[Path, Path, list[Any]]:
     from ..report import document
     from ..store import read_rows
 
@@ -306,11 +386,11 @@ class Reproduce:
         from ..report.document import findings_text
         from ..store import prepare_run
 
-        plan = make_plan(self.preset, tuple(self.data), self.cluster, self.jobs, self.device)
-        if plan.ex.jobs < 1:
-            raise ValueError("--jobs must be >= 1")
+        # every check (preset types, [study] against the sweep, overrides) comes before anything is written
+        plan = resolve_preset(self.preset, tuple(self.data), self.cluster, self.jobs, self.device)
         run = Path(self.out) if self.out is not None else Path("runs") / plan.name
-        conf = {"cmd": "reproduce", "preset": plan.name, "datasets": plan.datasets, "sweep": plan.spec, "sae": plan.sae, "study": plan.study}
+        conf = {"cmd": "reproduce", "preset": plan.name, "datasets": plan.datasets, "sweep": plan.spec, "sae": plan.sae,
+                "study": plan.study}
         if (run / "run.json").exists() and not (self.resume or self.overwrite):
             from ..store import RunConflict
 
@@ -401,4 +481,4 @@ def _version() -> str:
     return getattr(inrlens, "__version__", "?")
 
 
-__all__ = ["Reproduce", "load_preset", "make_plan", "conditions", "STAGES"]
+__all__ = ["Reproduce", "StudyConfig", "Preset", "Resolved", "load_preset", "resolve_preset", "check_study", "conditions", "STAGES"]
