@@ -168,10 +168,10 @@ def _nofreeze(backbone, target, psnrs):
 def test_regime_check_flags():
     from inrlens.report.tables import regime_table
 
-    rows = (_nofreeze("siren", "celeba", [43.0, 45.0]) + _nofreeze("siren", "kodak", [56.0, 56.0]) + _nofreeze("ffmlp", "oasis", [19.0, 19.0])
-            + _nofreeze("ffmlp", "kodak", [35.5, 36.5]) + _nofreeze("ffmlp", "faces", [40.0]))
-    rows.append({"kind": "fit", "key": "bad", "backbone": "siren", "source": "src", "target": "celeba", "regime": "transfer", "freeze": None,
-                 "image": "im9", "seed": 0, "status": "diverged", "psnr": None})
+    rows = (_nofreeze("siren", "celeba", [43.0, 45.0]) + _nofreeze("siren", "kodak", [56.0, 56.0])
+            + _nofreeze("ffmlp", "oasis", [19.0, 19.0]) + _nofreeze("ffmlp", "kodak", [35.5, 36.5]) + _nofreeze("ffmlp", "faces", [40.0]))
+    rows.append({"kind": "fit", "key": "bad", "backbone": "siren", "source": "src", "target": "celeba", "regime": "transfer",
+                 "freeze": None, "image": "im9", "seed": 0, "status": "diverged", "psnr": None})
     reg = {(r["backbone"], r["target"]): r for r in summarise(rows)["regime"]}
     assert reg[("siren", "celeba")]["flag"] == "inside the paper's band (±3 dB)"
     assert reg[("siren", "celeba")]["mean"] == 44.0 and reg[("siren", "celeba")]["std"] == pytest.approx(statistics.stdev([43, 45]))

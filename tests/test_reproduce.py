@@ -157,8 +157,10 @@ def test_findings_inconclusive_until_the_data_decide():
 
 def test_findings_f4_f5_decide_with_enough_atoms():
     sae = []
-    for b, rhos, deads in (("siren", [0.10, 0.12, 0.11, 0.09, 0.13], [2, 3, 1, 2, 4]), ("ffmlp", [0.60, 0.55, 0.62, 0.58, 0.65], [20, 25, 22, 18, 30])):
-        sae += [{"condition": f"cohort-{b}", "backbone": b, "layer": ell + 1, "rho": r, "dead_pct": d} for ell, (r, d) in enumerate(zip(rhos, deads))]
+    for b, rhos, deads in (("siren", [0.10, 0.12, 0.11, 0.09, 0.13], [2, 3, 1, 2, 4]),
+                           ("ffmlp", [0.60, 0.55, 0.62, 0.58, 0.65], [20, 25, 22, 18, 30])):
+        sae += [{"condition": f"cohort-{b}", "backbone": b, "layer": ell + 1, "rho": r, "dead_pct": d}
+                for ell, (r, d) in enumerate(zip(rhos, deads))]
     assert document.finding_f4(sae).verdict == "agrees"
     swapped = [dict(r, backbone={"siren": "ffmlp", "ffmlp": "siren"}[r["backbone"]]) for r in sae]
     assert document.finding_f4(swapped).verdict == "disagrees"

@@ -26,7 +26,8 @@ Conventions
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Hashable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 

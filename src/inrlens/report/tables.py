@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -282,7 +283,8 @@ def table1(summary: dict[str, Any], latex: bool = False) -> str:
     rows = []
     for r in summary["table1"]:
         better_k = not math.isnan(r["best"]) and (math.isnan(r["none"]) or r["best"] >= r["none"])
-        rows.append([r["backbone"], f"{r['source']} → {r['target']}", _bold(_pm(r["none"], r["none_std"]), not better_k and not math.isnan(r["none"]), latex),
+        none_bold = not better_k and not math.isnan(r["none"])
+        rows.append([r["backbone"], f"{r['source']} → {r['target']}", _bold(_pm(r["none"], r["none_std"]), none_bold, latex),
                      str(r["best_k"]) if r["best_k"] is not None else "n/a", _bold(_pm(r["best"], r["best_std"]), better_k, latex),
                      _gain(r.get("gain")), _set(r.get("best_set", []), latex), _pm(r["random"], r["random_std"]),
                      _mark(r.get("w_status", "agrees" if r["w_agrees"] else "disagrees"), r["k_w"], latex),
@@ -315,7 +317,8 @@ def regime_table(summary: dict[str, Any], latex: bool = False) -> str:
 
 
 def predictions_table(summary: dict[str, Any], latex: bool = False) -> str:
-    header = ["source", "backbone", "k* = argmax sr(W)", "argmax sr(H)", "empirical best k", "best-k set", "sr(W) per layer", "sr(H) per layer"]
+    header = ["source", "backbone", "k* = argmax sr(W)", "argmax sr(H)", "empirical best k", "best-k set", "sr(W) per layer",
+              "sr(H) per layer"]
     rows = []
     ps = summary["predictions"]
     for p in ps:
@@ -360,7 +363,8 @@ def combo_tables(summary: dict[str, Any], latex: bool = False) -> str:
             rows.append([_bold(label, best, latex), srw, srh, _pm(st["psnr"], st["psnr_std"]), _pm(st["ssim"], st["ssim_std"], 4),
                          _pm(st["lpips"], st["lpips_std"], 4), str(st["n"]), vs])
         cap = f"{c[0]}: {c[1]} → {c[2]}" + (f" (sr(H) on the cohort's {p['grid'][0]}x{p['grid'][1]} grid)" if p and p.get("grid") else "")
-        parts.append(_table(["k", "sr(W_k)", "sr(H_k)", "PSNR (dB)", "SSIM", "LPIPS", "n", "PSNR − no freeze (95% CI)"], rows, latex, cap, "lrrrrrrr"))
+        header = ["k", "sr(W_k)", "sr(H_k)", "PSNR (dB)", "SSIM", "LPIPS", "n", "PSNR − no freeze (95% CI)"]
+        parts.append(_table(header, rows, latex, cap, "lrrrrrrr"))
     return "\n".join(parts)
 
 
