@@ -1,4 +1,4 @@
-"""Figures of the SAE study (SPEC §8): n × k heat maps, atom galleries, health plots, SAE statistics per
+"""Figures of the SAE study (docs/protocol.md): n × k heat maps, atom galleries, health plots, SAE statistics per
 layer and condition, ablation maps. Every function reads arrays or result rows and writes one PNG."""
 
 from __future__ import annotations
