@@ -18,10 +18,15 @@ set               paper's dataset (H×W)                   sample set, native (H
   nilearn (skull-stripped), cut to a 224×160 mm field of view around the brain (224 rows anterior → posterior,
   160 columns left → right, the field of view of the paper's 160×224 axial OASIS slices, shown upright here)
   at 2 mm per pixel.
-* ``photos`` — non-overlapping 3:2 tiles at the photographs' own pixel scale (nothing resampled): 384×256
-  landscape tiles of astronaut (2), immunohistochemistry (2), chelsea (1) and hubble_deep_field (6), and
-  256×384 portrait tiles of coffee (2), rocket (2) and retina (6, from the middle of the fundus) of
+* ``photos`` — non-overlapping 3:2 tiles at the photographs' own pixel scale (nothing resampled): landscape
+  256×384 (H×W) tiles of astronaut (2), immunohistochemistry (2), chelsea (1) and hubble_deep_field (6), and
+  portrait 384×256 tiles of coffee (2), rocket (2) and retina (6, from the middle of the fundus) of
   ``skimage.data``. The tiles of one photograph sit side by side on a grid centred in it.
+
+Licences as the packages state them: astronaut, hubble_deep_field, rocket public domain; coffee, chelsea, retina
+CC0; immunohistochemistry "no known copyright restrictions"; lfw_subset none stated; the MNI152 template
+"unknown" (nilearn). Load time on a busy 2-core machine: first load in a process faces 0.05 s, mri 0.8 s,
+photos 1.4 s (file decoding); later loads 0.03 s, 0.15 s, 0.2 s.
 
 Longer sides 128 : 112 : 384 — the paper's 256 : 224 : 768 — so the photographs have 3× the pixels per side
 of the faces and the encoder of a face cohort meets them at 3× its coordinate density. A built-in set is
