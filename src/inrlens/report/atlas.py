@@ -171,19 +171,41 @@ def _asset(name: str) -> str:
     return resources.files("inrlens.report").joinpath(name).read_text(encoding="utf-8")
 
 
+# characters a JSON text may hold that mean something to the HTML parser or to older JavaScript parsers
+_SCRIPT_UNSAFE = {ord(c): f"\\u{ord(c):04x}" for c in "<>&\u2028\u2029"}
+
+
+def script_json(data: Any) -> str:
+    """JSON text that is safe inside ``<script type="application/json">``: every ``<``, ``>``, ``&``, U+2028
+    and U+2029 written as a ``\\uXXXX`` escape.
+
+    With no ``<`` in the block, the HTML tokenizer cannot leave the script's text (no ``</script>``, and no
+    ``<!--`` that would switch it into the escaped states where the real end tag is missed). Outside
+    strings, JSON never holds these characters, so the text parses to the same value (``json.loads`` /
+    ``JSON.parse``). Names of images and conditions are data, never markup.
+    """
+    blob = json.dumps(data, separators=(",", ":"), allow_nan=False)  # ASCII: also lone surrogates of odd file names
+    return blob.translate(_SCRIPT_UNSAFE)
+
+
+def html_text(s: Any) -> str:
+    """Text for HTML element content or an attribute value: &, <, >, " and ' as character references."""
+    import html
+
+    return html.escape(str(s), quote=True)
+
+
 def render(data: dict[str, Any]) -> str:
-    """The complete HTML page for an atlas_data document (inline CSS, JS and data)."""
-    blob = json.dumps(data, separators=(",", ":"), allow_nan=False)
-    blob = blob.replace("</", "<\\/")  # never close the <script> block early
-    page = _asset("atlas.html")
-    for key, val in (("/*ATLAS_CSS*/", _asset("atlas.css")), ("/*ATLAS_JS*/", _asset("atlas.js")),
-                     ("__ATLAS_DATA__", blob), ("__ATLAS_TITLE__", _html_escape(data.get("title", "")))):
-        page = page.replace(key, val)
-    return page
+    """The complete HTML page for an atlas_data document (inline CSS, JS and data).
 
+    The placeholders of ``atlas.html`` are filled in one pass, so text that is inserted (a title or a name
+    that happens to contain a placeholder) is never substituted again."""
+    import re
 
-def _html_escape(s: str) -> str:
-    return s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
+    values = {"/*ATLAS_CSS*/": _asset("atlas.css"), "/*ATLAS_JS*/": _asset("atlas.js"), "__ATLAS_DATA__": script_json(data),
+              "__ATLAS_TITLE__": html_text(data.get("title", ""))}
+    pattern = re.compile("|".join(re.escape(k) for k in values))
+    return pattern.sub(lambda m: values[m.group(0)], _asset("atlas.html"))
 
 
 def write_atlas(conditions: Sequence[Condition], out_dir: str | Path, title: str = "inrlens atom atlas") -> Path:
@@ -201,4 +223,5 @@ def build_atlas(runs: Sequence[str | Path], out_dir: str | Path, title: str = "i
     return write_atlas(collect(runs), out_dir, title)
 
 
-__all__ = ["Atom", "Layer", "Condition", "collect", "png_uri", "atlas_data", "render", "write_atlas", "build_atlas"]
+__all__ = ["Atom", "Layer", "Condition", "collect", "png_uri", "atlas_data", "script_json", "html_text", "render", "write_atlas",
+           "build_atlas"]
