@@ -165,3 +165,120 @@ def test_atlas_in_headless_chromium(tmp_path):
     assert img.shape[0] >= 700 and img.shape[1] >= 1000
     assert img.std() > 20.0  # not blank: text, colour maps and controls on a light page
     assert len(np.unique(img.reshape(-1, 3), axis=0)) > 100
+
+
+# --------------------------------------------------------------------------------------- hostile names
+HOSTILE = ["<!--<script>x", "</script><script>alert(1)</script>", "a & b > c < d", "line\u2028sep\u2029para", "]]><!-- -->",
+           "<img src=x onerror=alert(1)>", "__ATLAS_TITLE__ and __ATLAS_DATA__", "/*ATLAS_JS*/", "quote \" and ' and \\", "<\\/x>",
+           "café 画像 \U0001F600"]
+
+
+def hostile_conditions() -> list[Condition]:
+    conds = make_conditions()
+    conds[0].name, conds[0].image = "<!--<script>x", "<img src=x onerror=alert(1)>.png"
+    conds[1].name, conds[1].image = "</script><!-- a & b", "__ATLAS_TITLE__ \u2028 <!--"
+    return conds
+
+
+def _data_block(html: str) -> str:
+    m = re.search(r'<script type="application/json" id="atlas-data">(.*?)</script>', html, re.S)
+    assert m is not None
+    return m.group(1)
+
+
+def test_script_json_escapes_what_html_and_js_parsers_see():
+    from inrlens.report.atlas import script_json
+
+    for s in HOSTILE:
+        for value in (s, {"name": s, s: [s, 1.5, None]}):
+            blob = script_json(value)
+            assert json.loads(blob) == value  # the same data after parsing
+            for ch in "<>&\u2028\u2029":
+                assert ch not in blob, (ch, blob)
+    # the escapes themselves, spelled out
+    assert script_json("<!--&-->") == '"\\u003c!--\\u0026--\\u003e"'
+    assert script_json("\u2028\u2029") == '"\\u2028\\u2029"'
+
+
+def test_html_text_escapes_markup():
+    from inrlens.report.atlas import html_text
+
+    assert html_text("<!--<script>\"x\" & 'y'") == "&lt;!--&lt;script&gt;&quot;x&quot; &amp; &#x27;y&#x27;"
+
+
+def test_hostile_names_and_title_stay_data(tmp_path):
+    conds = hostile_conditions()
+    title = "</title><script>alert(1)</script> __ATLAS_DATA__"
+    html = write_atlas(conds, tmp_path / "atlas", title).read_text()
+    # the page's own markup is intact: exactly the two script blocks and one title, nothing injected
+    assert html.count("<script") == 2 and html.count("</script>") == 2
+    assert html.count("<title>") == 1 and html.count("</title>") == 1
+    assert "<!--" not in html.split("<style>", 1)[1]  # no comment opener anywhere after the head's start
+    assert "onerror=" not in html.replace("onerror=alert(1)", "")  # only inside the (escaped) data
+    block = _data_block(html)
+    assert "<" not in block and ">" not in block and "&" not in block
+    data = json.loads(block)
+    assert data == json.loads(json.dumps(atlas_data(conds, title)))
+    assert [c["name"] for c in data["conditions"]] == ["<!--<script>x", "</script><!-- a & b"]
+    assert [c["image"] for c in data["conditions"]] == ["<img src=x onerror=alert(1)>.png", "__ATLAS_TITLE__ \u2028 <!--"]
+    assert data["title"] == title
+    esc = "&lt;/title&gt;&lt;script&gt;alert(1)&lt;/script&gt; __ATLAS_DATA__"
+    assert f"<title>{esc}</title>" in html and f"<h1>{esc}</h1>" in html
+
+
+def test_atlas_js_inserts_data_as_text_only():
+    """atlas.js writes data strings with textContent; innerHTML only ever clears an element."""
+    from importlib import resources
+
+    js = resources.files("inrlens.report").joinpath("atlas.js").read_text()
+    assert re.findall(r"innerHTML\s*=\s*([^;]+);", js) == ['""'] * js.count("innerHTML")
+    for sink in ("outerHTML", "insertAdjacentHTML", "document.write", "eval(", "new Function"):
+        assert sink not in js, sink
+    assert "</script" not in js.lower() and "<!--" not in js
+
+
+def test_embedded_json_parses_the_same_in_javascript(tmp_path):
+    """node's JSON.parse reads the data block to the same value as Python (skipped without node)."""
+    import subprocess
+
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node is not installed")
+    block = _data_block(write_atlas(hostile_conditions(), tmp_path / "atlas", "<t>").read_text())
+    (tmp_path / "block.json").write_text(block, encoding="utf-8")
+    script = ("const fs=require('fs');const d=JSON.parse(fs.readFileSync(process.argv[1],'utf8'));"
+              "process.stdout.write(JSON.stringify([d.title, d.conditions.map(c=>[c.name,c.image])]))")
+    out = subprocess.run([node, "-e", script, str(tmp_path / "block.json")], capture_output=True, text=True, timeout=60, check=True)
+    assert json.loads(out.stdout) == ["<t>", [["<!--<script>x", "<img src=x onerror=alert(1)>.png"],
+                                              ["</script><!-- a & b", "__ATLAS_TITLE__ \u2028 <!--"]]]
+
+
+@pytest.mark.browser
+def test_hostile_names_in_headless_chromium(tmp_path):
+    exe = _browser_or_skip()
+    from playwright.sync_api import sync_playwright
+
+    conds = hostile_conditions()
+    path = write_atlas(conds, tmp_path / "atlas", "<!--<script>x atlas")
+    errors: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            page.on("console", lambda m: errors.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
+            page.on("pageerror", lambda e: errors.append(f"page error: {e}"))
+            page.on("dialog", lambda d: (errors.append(f"dialog: {d.message}"), d.dismiss()))
+            page.goto(path.as_uri())
+            page.wait_for_selector("#atom-list li")
+            assert page.title() == "<!--<script>x atlas"
+            assert page.inner_text("h1") == "<!--<script>x atlas"
+            assert page.inner_text("#atom-title").startswith("<!--<script>x · layer 0 · atom ")
+            opts = page.eval_on_selector_all("#condition option", "els => els.map(e => e.textContent)")
+            assert opts == ["<!--<script>x (<img src=x onerror=alert(1)>.png)", "</script><!-- a & b (__ATLAS_TITLE__ \u2028 <!--)"]
+            assert page.eval_on_selector_all("img[src='x']", "els => els.length") == 0  # no element made from a name
+            assert page.evaluate("document.scripts.length") == 2
+            page.select_option("#condition", "1")
+            assert page.inner_text("#atom-title").startswith("</script><!-- a & b · layer 0 · atom ")
+        finally:
+            browser.close()
+    assert errors == []
