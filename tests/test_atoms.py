@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 
 from conftest import tiny_signals
-from inrlens.probes.atoms import ablate, ablated_acts, atom_maps, load_stats, load_tensors, rank_atoms
 from inrlens.cli import main
 from inrlens.config import NetConfig, TrainConfig
 from inrlens.data import grid
 from inrlens.fit import fit_single
+from inrlens.probes.atoms import ablate, ablated_acts, atom_maps, load_stats, load_tensors, rank_atoms
 from inrlens.probes.sae import Codes, SAEConfig, Stats, TopKSAE, layer_acts, psnr_pm1, run_from, train_sae
 from inrlens.store import read_rows, save_stack
 
@@ -187,7 +186,7 @@ def test_library_matches_cli_and_naive_reference(tmp_path):
     computation (train_sae on layer_acts, dense codes, h − z_j d_j by hand)."""
     from inrlens.config import DataConfig
     from inrlens.data import resolve
-    from inrlens.probes.decompose import MemberContext, SaeRun, ablate_atoms, atom_maps_for, decompose, load_member
+    from inrlens.probes.decompose import MemberContext, ablate_atoms, atom_maps_for, decompose, load_member
     from inrlens.probes.sae import diagnostics, load_sae
     from inrlens.store import load_stack
 

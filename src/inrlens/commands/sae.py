@@ -96,7 +96,8 @@ class Atoms:
         for p in plots:
             print(f"health plot → {p}")
         print(f"SAE statistics → {stats}")
-        table = [{"condition": m.condition, "layer": m.layer, "n": m.files.n, "k": m.files.k, "gallery": str(g)} for m, g in zip(maps, galleries)]
+        table = [{"condition": m.condition, "layer": m.layer, "n": m.files.n, "k": m.files.k, "gallery": str(g)}
+                 for m, g in zip(maps, galleries)]
         print_table(table, ["condition", "layer", "n", "k", "gallery"], "atom galleries")
         stat_rows.sort(key=lambda r: (r["layer"], r["condition"], r["n"], r["k"]))
         print_table(stat_rows, ["layer", "condition", "n", "k", "psnr_inr", "psnr_sub", "r2", "alive_pct", "dead_pct", "rho"],

@@ -1,7 +1,7 @@
-"""Atom maps and single-atom ablations (SPEC §6).
+"""Atom maps and single-atom ablations.
 
 * Atom map of atom j: z_j(x) over the member's grid, an (H, W) image.
-* Ranking: atoms by mean magnitude (mean of z_j over the grid, :class:`inrlens.sae.Stats.mean_act`).
+* Ranking: atoms by mean magnitude (mean of z_j over the grid, :class:`inrlens.probes.sae.Stats.mean_act`).
 * Ablation of atom j at layer ℓ: h'(x) = h(x) − z_j(x)·d_j, propagate layers ℓ+1..L (the member's head);
   report the PSNR drop (vs the image), the error map |f' − f| (mean over channels, on [0,1]) and locality =
   Σ_{x ∈ R_j} ‖f'(x) − f(x)‖² / Σ_x ‖f'(x) − f(x)‖², R_j = {x : z_j(x) > τ} the atom's firing region.
@@ -11,30 +11,16 @@
   a localised atom from an image-spanning one is the size of its region (``region_frac``, i.e. its firing
   rate) and the PSNR drop, which is why both are stored beside locality.
 
-On-disk layout (stable; the HTML atlas reads it). One SAE folder per (INR member, layer, n, k)::
-
-    <run>/saes/L{ℓ}_n{n}_k{k}/
-        cfg.json, sae.safetensors          the SAE (inrlens.sae.save_sae); cfg.json meta has layer, member,
-                                           image, inr, condition, shape [H, W]
-        stats.safetensors                  firing_rate (n,), mean_act (n,), mean_active (n,) float32,
-                                           order (n,) int64 = atom ids by decreasing mean_act
-        atoms.safetensors                  (inrlens atoms) atom (m,) int64 ranked ids; maps (m, H, W) float16
-                                           = z_j(x); firing_rate, mean_act (m,) float32; mean_top (H, W)
-                                           float32 = mean of the m maps
-        gallery.png                        top-m atom maps + their mean
-        ablation.safetensors               (inrlens ablate) atom (a,) int64; err_maps (a, H, W) float16 =
-                                           |f' − f| on [0,1], channel mean; psnr_drop, locality,
-                                           region_frac, psnr_after (a,) float32
-        ablation.png                       atom map beside error map for each ablated atom
-    <run>/results.jsonl                    one row per SAE (diagnostics), key = hash(config, layer, n, k)
-    <run>/ablations.jsonl                  one row per ablated atom
+On-disk layout (stable; the HTML atlas reads it): docs/run-folder.md, section "SAE runs"; the paths are
+named by :class:`inrlens.probes.decompose.SaeRun`; that module also runs the whole pipeline (train, map, ablate).
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NamedTuple, Sequence
+from typing import Any, NamedTuple
 
 import torch
 from safetensors.torch import load_file, save_file

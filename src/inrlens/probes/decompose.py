@@ -27,9 +27,10 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -238,7 +239,7 @@ class MemberContext:
         return self.coords.device
 
     @classmethod
-    def from_run(cls, run_dir: str | Path | SaeRun, device: str | torch.device = "cpu") -> "MemberContext":
+    def from_run(cls, run_dir: str | Path | SaeRun, device: str | torch.device = "cpu") -> MemberContext:
         """Rebuild the member of an SAE run folder from its context.json (images are re-read)."""
         run = _as_run(run_dir)
         rec = run.read_context()
@@ -301,7 +302,8 @@ def _build(stack: Any, meta: dict[str, Any], member: int, images: tuple[str, ...
     elif len(sigs) == 1:
         sig = sigs[0]
     else:
-        raise ValueError(f"member {member} records no image name and {len(sigs)} images were given; pass the one image the INR was fitted to")
+        raise ValueError(f"member {member} records no image name and {len(sigs)} images were given; "
+                         "pass the one image the INR was fitted to")
     if sig.channels != stack.out_features:
         sig = harmonise_channels([sig], "rgb" if stack.out_features == 3 else "gray")[0]
     coords = grid(*sig.shape, device=dev)
@@ -436,7 +438,8 @@ def _saes_or_fail(run: SaeRun, layers: Sequence[int], what: str) -> list[SaeFile
     return saes
 
 
-def atom_maps_for(run: str | Path | SaeRun, top: int = 16, layers: Sequence[int] = (), device: str | torch.device = "cpu") -> list[AtomMaps]:
+def atom_maps_for(run: str | Path | SaeRun, top: int = 16, layers: Sequence[int] = (),
+                  device: str | torch.device = "cpu") -> list[AtomMaps]:
     """For every saved SAE of the run (``layers`` non-empty: only those): codes z = SAE(h_ℓ) on the member's
     grid, the ``top`` atoms by mean magnitude and their maps z_j reshaped to (H, W); writes atoms.safetensors
     (atom (m,) int64, maps (m, H, W) float16, firing_rate, mean_act (m,) float32, mean_top (H, W) float32 =
@@ -516,7 +519,8 @@ def ablate_atoms(run: str | Path | SaeRun, layers: Sequence[int] = (2,), top: in
     ctx = MemberContext.from_run(run, device)
     saes = run.saes(layers)
     if not saes:
-        where = f" at layer(s) {', '.join(map(str, layers))}; use --all-layers or train them" if layers else "; train them with `inrlens sae`"
+        where = (f" at layer(s) {', '.join(map(str, layers))}; use --all-layers or train them" if layers
+                 else "; train them with `inrlens sae`")
         raise FileNotFoundError(f"{run.root}: no SAEs{where}")
     cond = ctx.condition
     done = done_keys(run.ablations)
@@ -530,7 +534,8 @@ def ablate_atoms(run: str | Path | SaeRun, layers: Sequence[int] = (2,), top: in
         atoms = order[: min(top, s.n)].tolist()
         res = [ablate(ctx.stack, model, s.layer, ctx.member, h, codes, [j], ctx.target, ctx.f) for j in atoms]
         err = torch.stack([r.err_map.reshape(H, W) for r in res])
-        vec = {a: torch.tensor([getattr(r, a) for r in res], dtype=torch.float32) for a in ("psnr_drop", "locality", "region_frac", "psnr_after")}
+        vec = {a: torch.tensor([getattr(r, a) for r in res], dtype=torch.float32)
+               for a in ("psnr_drop", "locality", "region_frac", "psnr_after")}
         save_tensors({"atom": torch.tensor(atoms), "err_maps": err.half(), **vec}, s.ablation)
         rows = []
         for j, r in zip(atoms, res):

@@ -1,4 +1,5 @@
-"""TopK sparse autoencoders on the hidden activations of a fixed INR (SPEC §5, Eqs. 5–6; Gao et al. 2024).
+"""TopK sparse autoencoders on the hidden activations of a fixed INR (Gao et al. 2024; the study's settings:
+docs/protocol.md).
 
 Model (d = layer width, n = dictionary size, k = active atoms per coordinate)::
 
@@ -41,7 +42,7 @@ SAE_WEIGHTS = "sae.safetensors"
 
 @dataclass(frozen=True)
 class SAEConfig:
-    """One TopK SAE and its training schedule (SPEC §5)."""
+    """One TopK SAE and its training schedule (defaults and their sources: docs/protocol.md)."""
 
     n: int = 4096
     """Dictionary size (number of atoms) [paper: 16 × width = 4096]."""
@@ -68,7 +69,7 @@ class SAEConfig:
     chunk: int = 16384
     """Coordinates per chunk when encoding a whole grid (memory bound only; results do not depend on it)."""
 
-    def validate(self) -> "SAEConfig":
+    def validate(self) -> SAEConfig:
         """Raise ValueError (one line) on impossible settings; called by TopKSAE and the CLI before any work
         (not in __post_init__, so that tyro reports it as one ``inrlens: error:`` line)."""
         if self.n < 1 or self.k < 1:
@@ -364,7 +365,7 @@ def psnr_pm1(x: Tensor, y: Tensor) -> float:
 
 def diagnostics(stack: Any, sae: TopKSAE, layer: int, member: int, coords: Tensor, target: Tensor | None = None,
                 h: Tensor | None = None) -> tuple[dict[str, float], Stats, Codes]:
-    """SPEC §5 diagnostics of one SAE on layer ``layer`` of member ``member``:
+    """Diagnostics of one SAE on layer ``layer`` of member ``member``:
 
     psnr_sub (output with ĥ substituted, vs the image ``target`` (P, C) in [-1,1]; NaN without one),
     psnr_inr (unmodified INR vs the image), psnr_sub_vs_inr (substituted vs unmodified output), r2 = 1 − FVU

@@ -130,7 +130,8 @@ def collect(runs: Sequence[str | Path]) -> list[Condition]:
         if not layers:
             raise FileNotFoundError(f"{run.root}: no atom maps yet (run `inrlens atoms {run.root}` first)")
         shape = tuple(ctx.get("shape") or layers[0].atoms[0].map.shape)
-        out.append(Condition(str(ctx.get("condition") or run.root.name), layers, str(ctx.get("image") or ""), (int(shape[0]), int(shape[1]))))
+        out.append(Condition(str(ctx.get("condition") or run.root.name), layers, str(ctx.get("image") or ""),
+                             (int(shape[0]), int(shape[1]))))
     return out
 
 
