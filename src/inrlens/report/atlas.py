@@ -1,4 +1,4 @@
-"""Atom atlas: one static, offline HTML page to browse condition → layer → atom (SPEC §6, issue 7).
+"""Atom atlas: one static, offline HTML page to browse condition → layer → atom.
 
 The page (``atlas/index.html``) is a single self-contained file: the CSS and JavaScript of
 ``report/atlas.css`` and ``report/atlas.js`` are inlined, the data is a JSON block inside the page and every
