@@ -124,3 +124,80 @@ def test_cli_parse_errors_are_one_line(capsys):
     assert main(["fit", "sample:faces", "--no-such-flag", "1"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--no-such-flag" in err[0]
+
+
+def _table(out: str, title: str) -> tuple[str, dict[str, dict[str, str]]]:
+    """The printed table whose title line contains ``title`` → (title line, {first cell: {column: cell}})."""
+    lines = out.splitlines()
+    i = next(j for j, line in enumerate(lines) if title in line)
+    cols = lines[i + 1].split()
+    body = {}
+    for line in lines[i + 3:]:
+        cells = line.split()
+        if len(cells) != len(cols):
+            break
+        body[cells[0]] = dict(zip(cols, cells))
+    return lines[i], body
+
+
+def test_transfer_table_pm_is_the_sample_std(tmp_path, capsys):
+    """The transfer table's psnr_std is the sample std (ddof 1) of the rows' PSNRs, recomputed here by hand."""
+    tiny = ["--data.size", "16", "--net.width", "8", "--net.depth", "2"]
+    assert main(["cohort", "sample:faces", "--n", "2", "--out", str(tmp_path / "c"), "--train.steps", "3", *tiny]) == 0
+    assert main(["transfer", str(tmp_path / "c"), "sample:faces", "--limit", "3", "--seeds", "0", "1", "--out", str(tmp_path / "t"),
+                 "--train.steps", "6", "--data.size", "16", "--freeze", "none", "1", "random", "--no-lpips"]) == 0
+    title, table = _table(capsys.readouterr().out, "transfer from")
+    assert "sample std" in title
+    rows = [json.loads(x) for x in (tmp_path / "t" / "results.jsonl").read_text().splitlines()]
+    tags = {"none": lambda r: r["regime"] == "transfer" and r["freeze"] is None, "k=1": lambda r: r["freeze"] == 1,
+            "random": lambda r: r["regime"] == "random"}
+    assert set(table) == set(tags)
+    for tag, pick in tags.items():
+        v = [r["psnr"] for r in rows if pick(r)]
+        assert len(v) == 6 and int(table[tag]["n"]) == 6
+        mean = sum(v) / len(v)
+        sample = (sum((x - mean) ** 2 for x in v) / (len(v) - 1)) ** 0.5
+        population = (sum((x - mean) ** 2 for x in v) / len(v)) ** 0.5
+        printed = float(table[tag]["psnr_std"])
+        decimals = len(table[tag]["psnr_std"].split(".")[1])
+        assert abs(printed - sample) <= 0.51 * 10.0 ** -decimals, (tag, printed, sample)
+        if abs(sample - population) > 10.0 ** -decimals:  # distinguishable at the printed precision
+            assert abs(printed - population) > 0.51 * 10.0 ** -decimals
+        assert abs(float(table[tag]["psnr"]) - mean) <= 0.51 * 10.0 ** -len(table[tag]["psnr"].split(".")[1])
+
+
+@pytest.mark.parametrize("train_lr,random_lr", [(None, None), (3e-4, 2e-3)])
+def test_transfer_sweep_and_reproduce_resolve_the_same_lr(tmp_path, train_lr, random_lr):
+    """For every (regime, backbone): the lr `inrlens transfer` records = the sweep plan's = the reproduce preset's
+    sweep plan's = rules.lr_for, with default and with overridden learning rates."""
+    from inrlens import rules
+    from inrlens.commands.reproduce import resolve_preset
+    from inrlens.config import NetConfig, TrainConfig
+    from inrlens.sweep import SweepSpec, make_plan
+
+    tiny = ["--data.size", "8", "--net.width", "8", "--net.depth", "2"]
+    cli = {}
+    for bb in ("siren", "ffmlp"):
+        c = tmp_path / f"c-{bb}"
+        assert main(["cohort", "sample:faces", "--n", "2", "--out", str(c), "--train.steps", "2", "--net.backbone", bb, *tiny]) == 0
+        argv = ["transfer", str(c), "sample:faces", "--limit", "1", "--out", str(tmp_path / f"t-{bb}"), "--train.steps", "2",
+                "--data.size", "8", "--freeze", "none", "0", "random", "--no-lpips"]
+        argv += ["--train.lr", str(train_lr)] if train_lr is not None else []
+        argv += ["--random-lr", str(random_lr)] if random_lr is not None else []
+        assert main(argv) == 0
+        for r in (json.loads(x) for x in (tmp_path / f"t-{bb}" / "results.jsonl").read_text().splitlines()):
+            assert cli.setdefault((bb, r["regime"]), r["lr"]) == r["lr"]
+    spec = SweepSpec(data=("faces=sample:faces",), backbones=("siren", "ffmlp"), depths=("none", "0", "random"), seeds=(0,),
+                     n_cohort=2, n_test=1, net=NetConfig(width=8, depth=2), train=TrainConfig(steps=2, lr=train_lr),
+                     random_lr=random_lr, images=DataConfig(size=8), lpips=False)
+    sweep = {(f.backbone, f.regime): f.lr for f in make_plan(spec, tmp_path / "sweep").fits}
+    preset = tmp_path / "p.toml"
+    preset.write_text('[datasets]\nfaces = "sample:faces"\n[sweep]\nbackbones = ["siren", "ffmlp"]\ndepths = ["none", "0", "random"]\n'
+                      'seeds = [0]\nn_cohort = 2\nn_test = 1\nlpips = false\nnet = { width = 8, depth = 2 }\nimages = { size = 8 }\n'
+                      + (f"train = {{ steps = 2, lr = {train_lr} }}\n" if train_lr is not None else "train = { steps = 2 }\n")
+                      + (f"random_lr = {random_lr}\n" if random_lr is not None else "") + "[study]\nablate_layers = [1]\n")
+    repro = {(f.backbone, f.regime): f.lr for f in make_plan(resolve_preset(str(preset)).spec, tmp_path / "rsweep").fits}
+    want = {(bb, reg): rules.lr_for(reg, bb, train_lr if reg == "transfer" else random_lr)
+            for bb in ("siren", "ffmlp") for reg in ("transfer", "random")}
+    assert cli == sweep == repro == want
+    assert want[("ffmlp", "random")] == (random_lr or 1e-3) and want[("siren", "transfer")] == (train_lr or 1e-4)
