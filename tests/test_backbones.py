@@ -362,3 +362,50 @@ def test_registry_order_is_the_grouping_order():
     assert order == ["siren", "ffmlp", "toy_gauss", "toy_learned", "zzz_unknown"]
     assert [B.backbone_order(n) for n in B.backbone_names()] == list(range(len(B.backbone_names())))
     assert B.get_backbone("siren").default_lr == 1e-4 and B.get_backbone("ffmlp").default_lr == 1e-3
+
+
+PLUGIN = '''
+import torch
+
+from inrlens.backbones import Backbone, register_backbone
+from inrlens.nets import linear
+
+
+class TripleSine(Backbone):
+    name = "toy_plugin"
+
+    def hidden(self, cfg, ell, h, w, b):
+        return torch.sin(3.0 * linear(h, w, b))
+
+
+register_backbone(TripleSine())
+'''
+
+
+def test_plugin_modules_from_the_environment(tmp_path, monkeypatch):
+    """INRLENS_BACKBONES names modules imported on first use of the registry (how the CLI and sweep workers see
+    a backbone defined outside the package); a module that cannot be imported is a one-line error."""
+    import sys
+
+    (tmp_path / "toy_plugin_mod.py").write_text(PLUGIN)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv(B.PLUGIN_ENV, " toy_plugin_mod ,")
+    try:
+        cfg = NetConfig(backbone="toy_plugin", width=8, depth=2)
+        assert B.backbone_names()[-1] == "toy_plugin"
+        st = Stack.init(cfg, 1, [3])
+        ws = [w[0].detach() for w in st.weights]
+        bs = [b[0].detach() for b in st.biases]
+        x = grid(4, 4)
+        h = x
+        for ell in range(2):
+            h = torch.sin(3.0 * (h @ ws[ell] + bs[ell]))
+        torch.testing.assert_close(st(x)[0], h @ ws[2] + bs[2], rtol=1e-5, atol=1e-6)
+    finally:
+        B.unregister_backbone("toy_plugin")
+        B._PLUGINS_LOADED.discard("toy_plugin_mod")
+        sys.modules.pop("toy_plugin_mod", None)
+    monkeypatch.setenv(B.PLUGIN_ENV, "no_such_module_xyz")
+    with pytest.raises(ValueError, match=f"^{B.PLUGIN_ENV}: cannot import 'no_such_module_xyz'"):
+        B.backbone_names()
+    B._PLUGINS_LOADED.discard("no_such_module_xyz")

@@ -5,15 +5,38 @@ registered with :func:`register_backbone` is valid everywhere a name is taken: `
 CLI's ``--net.backbone`` choices, every fit, checkpoints, the memory estimate behind chunk sizes, stable ranks,
 SAEs, and the report, which groups backbones in registry order (:func:`backbone_order`). How to write one:
 :mod:`inrlens.backbones.base` and docs/extending.md.
+
+Modules named in the environment variable ``INRLENS_BACKBONES`` (comma-separated import paths) are imported the
+first time the registry is consulted, so that their ``register_backbone`` calls also reach the command line and
+the worker processes of a sweep, which inherit the environment.
 """
 
 from __future__ import annotations
 
+import importlib
+import os
 from typing import Literal
 
 from .base import Backbone, Encoding
 
+PLUGIN_ENV = "INRLENS_BACKBONES"
+"""Environment variable: comma-separated modules that register backbones, imported on first use of the registry."""
+
 _REGISTRY: dict[str, Backbone] = {}
+_PLUGINS_LOADED: set[str] = set()
+
+
+def load_plugins() -> None:
+    """Import the modules named in ``INRLENS_BACKBONES`` that are not imported yet (each once per process)."""
+    for mod in (m.strip() for m in os.environ.get(PLUGIN_ENV, "").split(",")):
+        if not mod or mod in _PLUGINS_LOADED:
+            continue
+        _PLUGINS_LOADED.add(mod)  # before the import: the module may consult the registry itself
+        try:
+            importlib.import_module(mod)
+        except ImportError as e:
+            _PLUGINS_LOADED.discard(mod)
+            raise ValueError(f"{PLUGIN_ENV}: cannot import {mod!r} ({e})") from None
 
 
 def register_backbone(backbone: Backbone, replace: bool = False) -> Backbone:
@@ -43,11 +66,15 @@ def get_backbone(name: str) -> Backbone:
     """The backbone registered as ``name``; one-line ValueError listing the registered names otherwise."""
     if isinstance(name, str) and name in _REGISTRY:
         return _REGISTRY[name]
+    load_plugins()
+    if isinstance(name, str) and name in _REGISTRY:
+        return _REGISTRY[name]
     raise ValueError(f"unknown backbone {name!r}; registered: {', '.join(_REGISTRY)}")
 
 
 def backbone_names() -> tuple[str, ...]:
     """Registered names, in registration order (built-ins first: siren, ffmlp)."""
+    load_plugins()
     return tuple(_REGISTRY)
 
 
@@ -69,5 +96,5 @@ from .siren import SIREN, Siren  # noqa: E402
 register_backbone(SIREN)
 register_backbone(FFMLP)
 
-__all__ = ["Backbone", "Encoding", "register_backbone", "unregister_backbone", "get_backbone", "backbone_names",
+__all__ = ["Backbone", "Encoding", "PLUGIN_ENV", "load_plugins", "register_backbone", "unregister_backbone", "get_backbone", "backbone_names",
            "backbone_order", "backbone_choices", "Siren", "FourierMLP", "SIREN", "FFMLP"]
