@@ -134,12 +134,12 @@ def test_sixteen_bit_and_palette_images_convert_exactly(tmp_path):
     save(np.concatenate([a, np.full((4, 4, 1), 7, np.uint8)], 2), tmp_path / "rgba.png")
     with pytest.warns(UserWarning, match="alpha"):
         np.testing.assert_allclose(load_image(tmp_path / "rgba.png").pixels.numpy(), a / 255.0 * 2 - 1, atol=1e-6)
-    Image.new("LA", (3, 2), (200, 10)).save(tmp_path / "la.png")
+    Image.new("LA", (3, 3), (200, 10)).save(tmp_path / "la.png")  # (images need sides of at least 3 px)
     with pytest.warns(UserWarning, match="alpha"):
         sl = load_image(tmp_path / "la.png")
-    assert sl.channels == 1 and torch.allclose(sl.pixels, torch.full((2, 3, 1), 200 / 255.0 * 2 - 1))
+    assert sl.channels == 1 and torch.allclose(sl.pixels, torch.full((3, 3, 1), 200 / 255.0 * 2 - 1))
     # 1-bit
-    bw = np.array([[True, False], [False, True]])
+    bw = np.array([[True, False, True], [False, True, False], [False, False, True]])
     Image.fromarray(bw).save(tmp_path / "bw.png")
     np.testing.assert_array_equal(load_image(tmp_path / "bw.png").pixels[..., 0].numpy(), np.where(bw, 1.0, -1.0))
 
@@ -406,3 +406,56 @@ def test_transfer_bit_identical_across_chunkings():
         for ell in range(SIREN.depth + 1):
             w4 = st4.weights[ell]
             assert torch.equal(w4[min(7, w4.shape[0] - 1)], st1.weights[ell][0])
+
+
+# --------------------------------------------------------------------------------------- hostile names, real run
+def test_atlas_of_a_run_whose_image_and_condition_are_markup(tmp_path, capsys):
+    """fit → sae → atoms → atlas on an image named '<!--<script>x.png': the page keeps its structure, the data
+    block holds no '<' and parses back to the names; in headless Chromium (when installed) the page loads with
+    no console error and shows the name literally."""
+    import re
+
+    from inrlens.report.atlas import build_atlas
+
+    name = "<!--<script>x"
+    img = tmp_path / f"{name}.png"
+    save(rgb(16, 16, 3), img)
+    fit_dir, sae_dir = tmp_path / "fit", tmp_path / "sae"
+    assert main(["fit", str(img), "--out", str(fit_dir), "--net.width", "8", "--net.depth", "2", "--train.steps", "10", "--no-lpips",
+                 "--train.device", "cpu"]) == 0
+    assert main(["sae", str(fit_dir / "models" / "16x16"), str(img), "--out", str(sae_dir), "--condition", name, "--layers", "0",
+                 "--sae.n", "16", "--sae.k", "2", "--sae.steps", "10", "--sae.batch", "256", "--device", "cpu"]) == 0
+    assert main(["atoms", str(sae_dir), "--top", "4", "--device", "cpu"]) == 0
+    page = build_atlas([sae_dir], tmp_path / "atlas", f"{name} atlas")
+    html = page.read_text()
+    assert html.count("<script") == 2 and html.count("</script>") == 2
+    block = re.search(r'<script type="application/json" id="atlas-data">(.*?)</script>', html, re.S).group(1)
+    assert "<" not in block and ">" not in block and "&" not in block
+    data = json.loads(block)
+    assert (data["title"], data["conditions"][0]["name"], data["conditions"][0]["image"]) == (f"{name} atlas", name, name)
+    assert len(data["conditions"][0]["layers"][0]["atoms"]) == 4
+
+    import shutil
+
+    exe = next((p for p in (shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome")) if p), None)
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        sync_playwright = None
+    if exe is None or sync_playwright is None:
+        return  # the structural checks above hold; the browser part needs chromium and playwright
+    errors: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=exe, args=["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"])
+        try:
+            pg = browser.new_page()
+            pg.on("console", lambda m: errors.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
+            pg.on("pageerror", lambda e: errors.append(f"page error: {e}"))
+            pg.goto(page.as_uri())
+            pg.wait_for_selector("#atom-list li")
+            assert pg.inner_text("#atom-title").startswith(f"{name} · layer 0 · atom ")
+            assert pg.eval_on_selector_all("#condition option", "els => els.map(e => e.textContent)") == [f"{name} ({name})"]
+            assert pg.title() == f"{name} atlas"
+        finally:
+            browser.close()
+    assert errors == []
