@@ -89,10 +89,16 @@ def units(fits: Sequence[dict[str, Any]]) -> dict[Key, dict[str, float]]:
     return {k: {_unit_key(u): v for u, v in S.unit_values(rs).items()} for k, rs in groups(fits).items()}
 
 
+def backbone_order(name: str) -> int:
+    """Registry position of a backbone (the grouping order of every table); unknown names last."""
+    from ..backbones import backbone_order as order  # imported here: the registry pulls in torch
+
+    return order(name)
+
+
 def combos(stats: dict[Key, dict[str, Any]]) -> list[tuple[str, str, str]]:
-    """(backbone, source, target) triples in a stable order (siren first)."""
-    order = {"siren": 0, "ffmlp": 1}
-    return sorted({k[:3] for k in stats}, key=lambda c: (order.get(c[0], 9), c[0], c[1], c[2]))
+    """(backbone, source, target) triples in a stable order (backbones in registry order: siren, ffmlp, …)."""
+    return sorted({k[:3] for k in stats}, key=lambda c: (backbone_order(c[0]), c[0], c[1], c[2]))
 
 
 def depths_of(stats: dict[Key, dict[str, Any]], combo: tuple[str, str, str]) -> list[int]:
@@ -133,9 +139,8 @@ def regime_check(fits: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     for (b, _s, t, d), rs in groups(fits).items():
         if d == "none":
             vals[(b, t)] += [float(r["psnr"]) for r in rs if r.get("status", "ok") == "ok" and S._finite(r.get("psnr"))]
-    order = {"siren": 0, "ffmlp": 1}
     out = []
-    for (b, t) in sorted(vals, key=lambda x: (order.get(x[0], 9), x[0], x[1])):
+    for (b, t) in sorted(vals, key=lambda x: (backbone_order(x[0]), x[0], x[1])):
         m, sd = mean_std(vals[(b, t)])
         band = S.paper_band(b, t)
         out.append({"backbone": b, "target": t, "mean": m, "std": sd, "n": len(vals[(b, t)]),
@@ -183,7 +188,7 @@ def summarise(rows: Iterable[dict[str, Any]]) -> dict[str, Any]:
         if not math.isnan(row["gain"]["mean"]):
             per_bb[b]["gain"].append(row["gain"]["mean"])
     preds = []
-    for (s, b), co in sorted(cohorts.items(), key=lambda x: ({"siren": 0, "ffmlp": 1}.get(x[0][1], 9), x[0][0])):
+    for (s, b), co in sorted(cohorts.items(), key=lambda x: (backbone_order(x[0][1]), x[0][0])):
         ek = empirical_k(stats, b, s)
         per_depth: dict[int, dict[tuple[str, str], float]] = defaultdict(dict)
         for c in combos(stats):
