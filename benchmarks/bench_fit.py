@@ -74,7 +74,7 @@ class PlainINR(nn.Module):
                 lin.bias.copy_(b[0])
             self.layers.append(lin)
         if cfg.backbone == "ffmlp":
-            self.register_buffer("B", init.fourier)
+            self.register_buffer("B", init.encoding["fourier"])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.cfg.backbone == "ffmlp":
