@@ -26,7 +26,7 @@ from inrlens.fit import Group, resolve_device, runtime_info, set_precision, trai
 from inrlens.nets import Stack, cohort_stack, transfer_stack
 from inrlens.data import samples
 
-# The paper grid (SPEC §1, §3): sources/targets with their test-image counts and native pixel counts.
+# The paper grid (docs/protocol.md): sources/targets with their test-image counts and native pixel counts.
 PAPER_TARGETS = {"celeba_hq": (50, 256 * 256), "oasis": (50, 256 * 256), "kodak": (14, 768 * 512)}
 """name → (test images [paper/derived], pixels per image). OASIS slices are taken as 256² (an upper bound of the
 native 176×208 / 256×256 slices); Kodak is 768×512."""
