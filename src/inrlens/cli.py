@@ -49,6 +49,9 @@ PATH_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EFBIG
                errno.ENOENT, errno.EEXIST, errno.ENAMETOOLONG, errno.ELOOP, errno.EMFILE, errno.ENFILE}
 PATH_FLAGS = ("--out", "--config", "--figures")  # flags that name a path: an empty value is refused
 MAX_LINE = 500
+DESCRIPTION = ("INR transfer study: fit, cohort, transfer, sweep, rank, report, SAE probes and the one-command reproduce. "
+               "Errors are one line on stderr (exit 2: bad input; exit 1: an unexpected error, whose traceback is saved "
+               "in $XDG_STATE_HOME/inrlens/last-error.log, by default ~/.local/state/inrlens/last-error.log).")
 WHAT = {"runs": "SAE run folder (from `inrlens sae`)", "images": "image file, folder or sample:NAME"}
 
 
@@ -93,7 +96,7 @@ def _parse(tyro, cmds: dict[str, type], argv: list[str]):
     buf = io.StringIO()
     try:
         with contextlib.redirect_stderr(buf):
-            return tyro.extras.subcommand_cli_from_dict(cmds, args=argv, prog="inrlens")
+            return tyro.extras.subcommand_cli_from_dict(cmds, args=argv, prog="inrlens", description=DESCRIPTION)
     except SystemExit as e:
         if e.code in (0, None):  # --help and friends
             sys.stderr.write(buf.getvalue())
