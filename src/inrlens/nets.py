@@ -25,7 +25,8 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Mapping, NamedTuple, Sequence
+from collections.abc import Mapping, Sequence
+from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -159,7 +160,7 @@ class Stack(nn.Module):
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def init(cls, cfg: NetConfig, out_features: int, seeds: Sequence[int]) -> "Stack":
+    def init(cls, cfg: NetConfig, out_features: int, seeds: Sequence[int]) -> Stack:
         """B = len(seeds) independent INRs, member i drawn from seeds[i]."""
         inits = [draw_init(cfg, out_features, s) for s in seeds]
         encoding = {name: torch.stack([i.encoding[name] for i in inits]) for name in inits[0].encoding}
@@ -222,13 +223,13 @@ class Stack(nn.Module):
         return self.layer(self.cfg.depth, h), hidden
 
     # ------------------------------------------------------------------ member views
-    def member(self, i: int) -> "Stack":
+    def member(self, i: int) -> Stack:
         """A detached single-member Stack (B = 1) holding member i's parameters (shared layers included)."""
         pick = lambda t: t[min(i, t.shape[0] - 1)].unsqueeze(0).detach().clone()  # noqa: E731
         encoding = {k: pick(t) for k, t in self.encoding.items()}
         return Stack(self.cfg, self.out_features, encoding, [pick(w) for w in self.weights], [pick(b) for b in self.biases])
 
-    def select(self, idx: Sequence[int]) -> "Stack":
+    def select(self, idx: Sequence[int]) -> Stack:
         """A detached Stack with members idx (layers shared by all stay shared)."""
         ix = torch.as_tensor(list(idx), dtype=torch.long)
         sel = lambda t: t.detach().clone() if t.shape[0] == 1 else t.detach()[ix.to(t.device)].clone()  # noqa: E731

@@ -96,5 +96,5 @@ from .siren import SIREN, Siren  # noqa: E402
 register_backbone(SIREN)
 register_backbone(FFMLP)
 
-__all__ = ["Backbone", "Encoding", "PLUGIN_ENV", "load_plugins", "register_backbone", "unregister_backbone", "get_backbone", "backbone_names",
-           "backbone_order", "backbone_choices", "Siren", "FourierMLP", "SIREN", "FFMLP"]
+__all__ = ["Backbone", "Encoding", "PLUGIN_ENV", "load_plugins", "register_backbone", "unregister_backbone", "get_backbone",
+           "backbone_names", "backbone_order", "backbone_choices", "Siren", "FourierMLP", "SIREN", "FFMLP"]
