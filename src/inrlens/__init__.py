@@ -1,3 +1,102 @@
-"""inrlens: which layers of cohort-trained implicit neural representations transfer, and what they encode."""
+"""inrlens: which layers of cohort-trained implicit neural representations transfer, and what they encode.
+
+The Python API (docs/api.md walks through it; examples/quickstart.py runs it top to bottom). Every name below is
+imported on first use, so ``import inrlens`` stays fast (no torch until you need it).
+
+Data
+    :func:`resolve` (paths, folders or ``sample:photos | sample:faces | sample:mri`` → signals),
+    :func:`load_images`, :func:`grid` (the coordinate grid of an H×W image), :func:`split` (seeded cohort/test
+    split), :class:`Signal`.
+Configs
+    :class:`NetConfig` (architecture), :class:`TrainConfig` (one Adam loop), :class:`DataConfig` (how images
+    are loaded), :class:`SAEConfig` (one TopK SAE).
+Fits, in memory (each returns ``(stack, fit_result, member_results)``)
+    :func:`fit_single` (one INR per image × seed from random init), :func:`fit_cohort` (STRAINER: shared
+    encoder + one head per image), :func:`fit_transfer` (freeze layers 0..k of a cohort encoder, fit the rest).
+    Stack builders: :func:`cohort_stack`, :func:`transfer_stack`; :class:`Stack` is the network itself.
+Fits, into a run folder (resumable; each returns its result rows)
+    :func:`fit_images`, :func:`train_cohort`, :func:`transfer_images` — what ``inrlens fit | cohort |
+    transfer`` run; :func:`results` reads any run folder's rows into a pandas DataFrame.
+Probes
+    :func:`rank_profile` (weight and activation stable ranks per layer and the freeze depths they predict),
+    :func:`layer_acts` (hidden activations of one member on a grid), :func:`train_sae` → :class:`TopKSAE`
+    (``.encode(h)`` dense codes, ``.codes(h)`` sparse top-k codes), :func:`atom_maps` (z_j(x) of chosen atoms
+    as H×W maps).
+Saving and loading
+    :func:`save_stack` / :func:`load_stack` (``cfg.json`` + ``model.safetensors``), :func:`save_sae` /
+    :func:`load_sae`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+_API: dict[str, str] = {
+    # data
+    "resolve": "inrlens.data:resolve",
+    "load_images": "inrlens.data:load_images",
+    "grid": "inrlens.data:grid",
+    "split": "inrlens.data:split",
+    "Signal": "inrlens.data:Signal",
+    # configs
+    "NetConfig": "inrlens.config:NetConfig",
+    "TrainConfig": "inrlens.config:TrainConfig",
+    "DataConfig": "inrlens.config:DataConfig",
+    "SAEConfig": "inrlens.probes.sae:SAEConfig",
+    # fits in memory
+    "fit_single": "inrlens.fit:fit_single",
+    "fit_cohort": "inrlens.fit:fit_cohort",
+    "fit_transfer": "inrlens.fit:fit_transfer",
+    "cohort_stack": "inrlens.nets:cohort_stack",
+    "transfer_stack": "inrlens.nets:transfer_stack",
+    "Stack": "inrlens.nets:Stack",
+    # fits into run folders
+    "fit_images": "inrlens.workflows:fit_images",
+    "train_cohort": "inrlens.workflows:train_cohort",
+    "transfer_images": "inrlens.workflows:transfer_images",
+    "results": "inrlens.workflows:results",
+    # probes
+    "rank_profile": "inrlens.probes.rank:profile",
+    "RankProfile": "inrlens.probes.rank:RankProfile",
+    "layer_acts": "inrlens.probes.sae:layer_acts",
+    "train_sae": "inrlens.probes.sae:train_sae",
+    "TopKSAE": "inrlens.probes.sae:TopKSAE",
+    "atom_maps": "inrlens.probes.atoms:atom_maps",
+    # saving and loading
+    "save_stack": "inrlens.store:save_stack",
+    "load_stack": "inrlens.store:load_stack",
+    "save_sae": "inrlens.probes.sae:save_sae",
+    "load_sae": "inrlens.probes.sae:load_sae",
+}
+
+__all__ = ["__version__", *_API]
+
+
+def __getattr__(name: str) -> Any:
+    spec = _API.get(name)
+    if spec is None:
+        raise AttributeError(f"module 'inrlens' has no attribute {name!r}")
+    module, attr = spec.split(":")
+    value = getattr(importlib.import_module(module), attr)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_API))
+
+
+if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names above are imported lazily
+    from .config import DataConfig, NetConfig, TrainConfig  # noqa: F401
+    from .data import Signal, grid, load_images, resolve, split  # noqa: F401
+    from .fit import fit_cohort, fit_single, fit_transfer  # noqa: F401
+    from .nets import Stack, cohort_stack, transfer_stack  # noqa: F401
+    from .probes.atoms import atom_maps  # noqa: F401
+    from .probes.rank import RankProfile  # noqa: F401
+    from .probes.rank import profile as rank_profile  # noqa: F401
+    from .probes.sae import SAEConfig, TopKSAE, layer_acts, load_sae, save_sae, train_sae  # noqa: F401
+    from .store import load_stack, save_stack  # noqa: F401
+    from .workflows import fit_images, results, train_cohort, transfer_images  # noqa: F401

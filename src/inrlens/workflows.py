@@ -11,8 +11,10 @@ commands only parse flags, call one of them and print a table). Each takes signa
 * checkpoints (``cfg.json`` + ``model.safetensors``): ``OUT/models/<H>x<W>/`` per image shape for single fits
   (or ``OUT`` itself with ``checkpoint="root"``), ``OUT`` for a cohort; transfer runs keep no checkpoints.
 
-docs/run-folder.md describes the files and every row field. Nothing here prints: progress bars only (off with
-``progress=False``) and an optional ``log`` callback for one-line notes ("skip …").
+The rows returned are the rows as ``results.jsonl`` holds them (a NaN metric — a diverged fit, LPIPS without its
+weights — is None), whether fitted now or read back on resume. docs/run-folder.md describes the files and every
+row field. Nothing here prints: progress bars only (off with ``progress=False``) and an optional ``log`` callback
+for one-line notes ("skip …").
 
 Row keys: a row's ``key`` is ``config_hash({"config": config_hash(<run config>), "image", "seed", "regime",
 "freeze"})``; resume skips keys already in ``results.jsonl``. The learning rates follow :mod:`inrlens.rules`
@@ -22,15 +24,16 @@ Row keys: a row's ``key`` is ``config_hash({"config": config_hash(<run config>),
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable, Iterable, Literal, Sequence
+from typing import Any, Literal
 
 from . import rules
 from .config import DataConfig, NetConfig, TrainConfig, config_hash, to_dict
 from .data import Signal, group_by_shape
 from .fit import MemberResult, fit_cohort, fit_single, fit_transfer, resolve_device, runtime_info
-from .store import RunFolder, append_row, checkpoint_ready, done_keys, load_stack, prepare_run, read_rows, save_stack
+from .store import RunFolder, append_row, checkpoint_ready, clean_json, done_keys, load_stack, prepare_run, read_rows, save_stack
 
 Log = Callable[[str], Any]
 
@@ -58,7 +61,7 @@ def _rows(results: Sequence[MemberResult], base: dict[str, Any], fit_seconds: fl
         row["fit_seconds"] = fit_seconds
         row["status"] = "diverged" if r.diverged else "ok"
         row["key"] = row_key(row["config"], row["image"], row["seed"], row["regime"], row["freeze"])
-        out.append(row)
+        out.append(clean_json(row))  # as results.jsonl holds it: non-finite numbers as None, tuples as lists
     return out
 
 

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import tyro
 
@@ -23,8 +24,10 @@ Positional = tyro.conf.Positional
 
 
 def print_table(rows: Sequence[dict[str, Any]], cols: Sequence[str], title: str = "") -> None:
-    """Fixed-width table on stdout (floats with 2–4 decimals, NaN shown as 'n/a')."""
+    """Fixed-width table on stdout (floats with 2–4 decimals, NaN and None shown as 'n/a')."""
     def fmt(v: Any) -> str:
+        if v is None:
+            return "n/a"
         if isinstance(v, float):
             return "n/a" if math.isnan(v) else (f"{v:.4f}" if abs(v) < 10 else f"{v:.2f}")
         return str(v)
