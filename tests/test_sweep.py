@@ -33,10 +33,13 @@ from inrlens.sweep import (
     chunk_fits,
     deal,
     failure_cause,
+    key_dict,
+    key_hash,
     load_spec_file,
     make_plan,
     merge_flags,
     parse_data,
+    run_config,
     run_sweep,
     spec_from_dict,
 )
@@ -355,6 +358,18 @@ def test_keys_pinned_to_earlier_versions(tmp_path, monkeypatch):
     assert fits[(None, "gray", "siren", "random", "img00", 0)] == (1e-4, "ec25607605694ed0")
     assert fits[(None, "gray", "ffmlp", "random", "img00", 0)] == (1e-3, "c188db6cc1a91583")
     assert hashlib.sha256(json.dumps([f.key for f in plan.fits]).encode()).hexdigest()[:16] == "8cb43dec6a53affe"
+
+
+def test_fields_added_later_enter_keys_only_when_set():
+    """A config field added after the keys were fixed (DataConfig.scale) is left out of keys and run.json while
+    it holds its default, so run folders written before it existed keep resuming."""
+    old = {"size": None, "square": False, "channels": "auto", "max_pixels": 4096 * 4096, "on_bad_file": "error"}
+    assert key_dict(DataConfig()) == old
+    assert key_dict(DataConfig(scale=0.5)) == dict(old, scale=0.5)
+    assert key_hash(DataConfig(scale=0.5)) != key_hash(DataConfig())
+    rc = run_config(SweepSpec(data=("a=/x",)))
+    assert rc["cmd"] == "sweep" and rc["spec"]["images"] == old and rc["spec"]["data"] == ["a=/x"]
+    assert spec_from_dict(rc["spec"])[0] == SweepSpec(data=("a=/x",))  # what run.json holds loads back
 
 
 def test_tasks_pickle_round_trip(tmp_path):

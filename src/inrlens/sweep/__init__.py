@@ -24,11 +24,10 @@ from .spec import (
                    parse_data,
                    resolve_specs,
                    run_config,
-                   spec_dict,
                    spec_from_dict,
 )
 
-__all__ = ["SweepSpec", "ExecSpec", "Cluster", "key_dict", "key_hash", "spec_dict", "run_config", "parse_data",
+__all__ = ["SweepSpec", "ExecSpec", "Cluster", "key_dict", "key_hash", "run_config", "parse_data",
            "load_spec_file", "spec_from_dict", "merge_flags", "resolve_specs", "CohortTask", "FitTask", "Plan",
            "make_plan", "net_for", "chunk_fits", "deal", "cohort_ready", "train_cohort_job", "train_cohorts_job",
            "run_fits_job", "InlineExecutor", "make_executor", "failure_cause", "wait_jobs", "run_sweep"]

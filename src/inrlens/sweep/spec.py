@@ -62,8 +62,8 @@ class SweepSpec:
     train: TrainConfig = TrainConfig(steps=500, lr=1e-4)
     """Test-time schedule of the freeze-k and no-freeze fits: 500 steps, lr 1e-4 [paper]."""
     random_lr: float | None = None
-    """Learning rate of the random-init baseline; None = the backbone's single-signal lr (SIREN 1e-4,
-    FFMLP 1e-3), the same value `inrlens fit` and `inrlens transfer` use for a fit from random init."""
+    """Learning rate of the random-init baseline; None = the backbone's single-signal lr (SIREN 1e-4, FFMLP 1e-3).
+    The same rule as `inrlens transfer --random-lr` (see docs/protocol.md)."""
     images: DataConfig = DataConfig()
     """How images are loaded (size, square crop, channels)."""
     lpips: bool = True
@@ -94,15 +94,14 @@ class ExecSpec:
     """How a sweep runs. Nothing here changes a result, so nothing here enters the keys."""
 
     cluster: Cluster = "local"
-    """'local' (submitit LocalExecutor: real subprocesses), 'debug' (in this process, one job after another;
-    a failing job is reported, never debugged interactively), 'slurm' (job arrays)."""
+    """'local' (submitit LocalExecutor: real subprocesses), 'debug' (in this process, one job at a time), 'slurm' (job arrays).
+    A failing job is reported as an error line, never opened in a debugger."""
     jobs: int = 2
     """Number of jobs the fits are dealt into (local: concurrent processes; slurm: array size); >= 1."""
     threads: int = 1
     """torch threads per job (fixed so that results do not depend on the machine's core count); >= 1."""
     max_members: int | None = None
-    """Members per chunk (one stack), >= 1; None = from the memory budget (memory.members_per_chunk), capped
-    at 64."""
+    """Members per chunk (one stack), >= 1; None = from the memory budget (memory.members_per_chunk), at most 64."""
     timeout_min: int = 240
     """Per-job time limit (minutes), >= 1."""
     slurm_partition: str | None = None
@@ -156,14 +155,6 @@ def key_dict(obj: Any) -> Any:
 def key_hash(obj: Any) -> str:
     """:func:`inrlens.config.config_hash` of :func:`key_dict`: the hash every sweep key is built from."""
     return config_hash(key_dict(obj))
-
-
-def spec_dict(spec: SweepSpec) -> dict[str, Any]:
-    """The spec as recorded in run.json (:func:`key_dict`), plus its ``hash`` (recorded in every fit row as
-    ``sweep``)."""
-    d = key_dict(spec)
-    d["hash"] = key_hash(spec)
-    return d
 
 
 def run_config(spec: SweepSpec) -> dict[str, Any]:
@@ -293,5 +284,5 @@ def resolve_specs(config: str | Path | None, flags: SweepSpec, exec_flags: ExecS
     return merge_flags(file_spec, flags), merge_flags(file_ex or ExecSpec(), exec_flags)
 
 
-__all__ = ["Cluster", "SweepSpec", "ExecSpec", "key_dict", "key_hash", "spec_dict", "run_config", "parse_data",
+__all__ = ["Cluster", "SweepSpec", "ExecSpec", "key_dict", "key_hash", "run_config", "parse_data",
            "load_spec_file", "spec_from_dict", "merge_flags", "resolve_specs"]
