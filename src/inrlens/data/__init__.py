@@ -1,8 +1,8 @@
 """Datasets: image files and folders, built-in sample sets, coordinate grids, cohort/test splits.
 
 ``images`` turns files into :class:`Signal` objects (pixels in [-1, 1] on an H×W grid); ``samples`` holds the
-named sources (``sample:photos`` …) that need no files. A new kind of source goes in ``samples.py`` (see
-docs/extending.md).
+named sources that need no files: the built-in sets (``sample:photos`` …) and seeded noise (``noise:pink`` …).
+A new kind of source goes in ``samples.py`` (see docs/extending.md).
 """
 
 from .images import (
@@ -20,19 +20,27 @@ from .images import (
     target_shape,
     to_unit,
 )
-from .samples import load_sample, resolve
+from .samples import NOISES, SOURCES, NoiseSpec, is_source, load_noise, load_sample, noise_image, parse_noise, pink_field, resolve
 
 __all__ = [
     "ImageError",
+    "NOISES",
+    "NoiseSpec",
+    "SOURCES",
     "Signal",
     "array_to_signal",
     "grid",
     "group_by_shape",
     "harmonise_channels",
+    "is_source",
     "list_images",
     "load_image",
     "load_images",
+    "load_noise",
     "load_sample",
+    "noise_image",
+    "parse_noise",
+    "pink_field",
     "resolve",
     "sizes_after_scale",
     "split",
