@@ -222,6 +222,9 @@ def test_library_matches_cli_and_naive_reference(tmp_path):
     coords = grid(16, 16)
     target = resolve(imgs[1])[0].targets()
     assert (ctx.member, ctx.image, ctx.shape, ctx.condition) == (1, "img1", (16, 16), "single-siren")
+    # the recorded image loading keeps the fields SAE run keys were fixed with (a knob added later, at its
+    # default, leaves the run's config hash and so resuming an older run folder unchanged)
+    assert ctx.record["data"] == {"size": None, "square": False, "channels": "auto", "max_pixels": 4096 * 4096, "on_bad_file": "error"}
     assert torch.equal(ctx.coords, coords) and torch.equal(ctx.target, target)
     ref_acts = layer_acts(stack, coords, 1)
     assert len(ctx.acts) == 3 and all(torch.equal(a, b) for a, b in zip(ctx.acts, ref_acts))
@@ -285,7 +288,7 @@ def test_sae_run_paths_are_the_files_the_cli_writes(tmp_path):
         named |= {s.cfg, s.weights, s.stats, s.atoms, s.gallery}
         if s.layer == 1:
             named |= {s.ablation, s.ablation_figure}
-    assert {p for p in out.rglob("*") if p.is_file()} == named
+    assert {p for p in out.rglob("*") if p.is_file() and not p.name.startswith(".")} == named  # dot files: the store's run lock
     assert [r["folder"] for r in run.read_results()] == [str(s.path.relative_to(out)) for s in saes]
     assert run.read_results((0,)) == run.read_results()[:2] and len(run.read_ablations()) == 4
     assert SaeRun(tmp_path / "nothing").saes() == [] and SaeRun(tmp_path / "nothing").read_results() == []

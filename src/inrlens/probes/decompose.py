@@ -323,6 +323,8 @@ def load_member(inr_dir: str | Path, images: Sequence[str | Path], member: int |
     this INR in tables and plots ('' = '<regime>-<backbone>').
     """
     dev = _device(device)
+    from ..sweep.spec import key_dict  # the recorded data settings omit knobs added later while at their default
+
     stack, meta = _load_stack(inr_dir, dev)
     names = member_names(meta)
     idx = pick_member(member, names, stack.members)
@@ -331,7 +333,7 @@ def load_member(inr_dir: str | Path, images: Sequence[str | Path], member: int |
     regime = meta.get("regime", "single")
     rec = {"inr": str(Path(inr_dir).resolve()),
            "images": [str(i) if str(i).startswith("sample:") else str(Path(i).resolve()) for i in images],
-           "member": idx, "image": ctx.image, "data": to_dict(data), "condition": condition or f"{regime}-{stack.cfg.backbone}",
+           "member": idx, "image": ctx.image, "data": key_dict(data), "condition": condition or f"{regime}-{stack.cfg.backbone}",
            "regime": regime, "backbone": stack.cfg.backbone, "shape": list(ctx.shape)}
     return replace(ctx, record=rec)
 
@@ -406,6 +408,7 @@ def decompose(ctx: MemberContext, layers: Sequence[int], sae: SAEConfig, combos:
                    "train_dead_pct": 100.0 * log.dead_frac[-1] if log.dead_frac else math.nan, "seconds": log.seconds,
                    "runtime": runtime, "folder": str(files.path.relative_to(run.root))}
             append_row(run.results, row)
+            done.add(key)
             rows.append(row)
     return rows
 
@@ -509,7 +512,7 @@ def ablate_atoms(run: str | Path | SaeRun, layers: Sequence[int] = (2,), top: in
     (probes.atoms.ablate). Writes ablation.safetensors per SAE (atom (a,) int64, err_maps (a, H, W) float16,
     psnr_drop, locality, region_frac, psnr_after (a,) float32) and appends one row per atom to
     ablations.jsonl (key = hash(inr, image, layer, n, k, atom); a rerun recomputes but adds no duplicate)."""
-    from ..store import append_row, done_keys
+    from ..store import acquire_run_lock, append_row, done_keys
     from .atoms import ablate, atom_maps, load_stats, save_tensors
     from .sae import load_sae
 
@@ -523,6 +526,7 @@ def ablate_atoms(run: str | Path | SaeRun, layers: Sequence[int] = (2,), top: in
                  else "; train them with `inrlens sae`")
         raise FileNotFoundError(f"{run.root}: no SAEs{where}")
     cond = ctx.condition
+    acquire_run_lock(run.root)  # writes into the run folder: one writer, as store.prepare_run (held until exit)
     done = done_keys(run.ablations)
     H, W = ctx.shape
     out = []
@@ -545,6 +549,7 @@ def ablate_atoms(run: str | Path | SaeRun, layers: Sequence[int] = (2,), top: in
             row["key"] = config_hash({k2: row[k2] for k2 in ("inr", "image", "layer", "n", "k", "atom")})
             if row["key"] not in done:
                 append_row(run.ablations, row)
+                done.add(row["key"])
             rows.append(row)
         out.append(AtomAblations(cond, s, atoms, atom_maps(codes, atoms, ctx.shape).cpu(), err.cpu(), vec["psnr_drop"], vec["locality"],
                                  vec["region_frac"], vec["psnr_after"], rows))
