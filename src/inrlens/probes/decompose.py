@@ -316,13 +316,14 @@ def load_member(inr_dir: str | Path, images: Sequence[str | Path], member: int |
                 device: str | torch.device = "cpu", condition: str = "") -> MemberContext:
     """Load member ``member`` (index or image name) of the INR saved in ``inr_dir`` on its image's grid.
 
-    images: the image(s) the INR was fitted to (files, folders, ``sample:NAME``). When the checkpoint records
+    images: the image(s) the INR was fitted to (files, folders, ``sample:NAME``, ``noise:…``). When the checkpoint records
     its members' images, the member's own image is picked from them by name and an image of another name is
     refused (one-line ValueError); otherwise exactly one image must be given. data: how to load the images;
     a checkpoint that recorded its own data settings (a cohort) uses those instead. condition: the label of
     this INR in tables and plots ('' = '<regime>-<backbone>').
     """
     dev = _device(device)
+    from ..data import is_source  # 'sample:…' / 'noise:…' are recorded as given, paths made absolute
     from ..sweep.spec import key_dict  # the recorded data settings omit knobs added later while at their default
 
     stack, meta = _load_stack(inr_dir, dev)
@@ -332,7 +333,7 @@ def load_member(inr_dir: str | Path, images: Sequence[str | Path], member: int |
     ctx = _build(stack, meta, idx, tuple(str(i) for i in images), data, names[idx] if idx < len(names) else None, dev)
     regime = meta.get("regime", "single")
     rec = {"inr": str(Path(inr_dir).resolve()),
-           "images": [str(i) if str(i).startswith("sample:") else str(Path(i).resolve()) for i in images],
+           "images": [str(i) if is_source(i) else str(Path(i).resolve()) for i in images],
            "member": idx, "image": ctx.image, "data": key_dict(data), "condition": condition or f"{regime}-{stack.cfg.backbone}",
            "regime": regime, "backbone": stack.cfg.backbone, "shape": list(ctx.shape)}
     return replace(ctx, record=rec)
