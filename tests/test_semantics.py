@@ -11,8 +11,8 @@ import torch
 
 from inrlens.config import DataConfig
 from inrlens.probes.semantics import (
-    correlate,
     coordinate_maps,
+    correlate,
     feature_maps,
     layer_summary,
     local_frequency,
@@ -161,7 +161,8 @@ def test_frequency_increases_with_the_local_frequency_of_a_chirp():
     assert np.allclose(local_frequency(np.full((8, 8), 0.3)), 0.0)
     x = np.arange(48)
     sin = np.tile(0.5 + 0.25 * np.sin(2 * np.pi * 0.125 * x), (16, 1))
-    assert local_frequency(sin, window=4.0)[8, 16:32].mean() == pytest.approx(2 * math.sqrt(2) * 0.25 * math.sin(math.pi * 0.125) ** 2, rel=0.03)
+    expected = 2 * math.sqrt(2) * 0.25 * math.sin(math.pi * 0.125) ** 2
+    assert local_frequency(sin, window=4.0)[8, 16:32].mean() == pytest.approx(expected, rel=0.03)
 
 
 def test_coordinate_maps_follow_the_inr_grid():
