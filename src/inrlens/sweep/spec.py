@@ -33,7 +33,8 @@ class SweepSpec:
     """What a freeze sweep computes: everything here enters the result keys (see docs/run-folder.md)."""
 
     data: UseAppendAction[tuple[str, ...]] = ()
-    """Named datasets NAME=PATH (a folder, file or sample:NAME); repeat the flag for several."""
+    """Named datasets NAME=PATH (a folder, file, sample:NAME or noise:KIND[:KEY=VALUE…], see docs/datasets.md);
+    repeat the flag for several."""
     sources: tuple[str, ...] = ()
     """Dataset names that train cohorts (default: every dataset)."""
     targets: tuple[str, ...] = ()
