@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import re
 from html.parser import HTMLParser
-from pathlib import Path
 
 import pytest
 
@@ -189,7 +188,8 @@ class _Cells(HTMLParser):
 
 
 def test_markdown_to_html_subset():
-    md = "# T\n\npara **b** `c` [l](x.html)\n\n| a | b |\n|---|---|\n| 1 | 2 |\n| 3 | <4> |\n\n![fig](f.png)\n\n- i\n- j\n\n```\nx < y\n```\n"
+    md = ("# T\n\npara **b** `c` [l](x.html)\n\n| a | b |\n|---|---|\n| 1 | 2 |\n| 3 | <4> |\n\n![fig](f.png)\n\n"
+          "- i\n- j\n\n```\nx < y\n```\n")
     out = document.md_to_html(md)
     p = _Cells()
     p.feed(out)
@@ -337,6 +337,24 @@ def test_reproduce_end_to_end_and_resume(tmp_path, capsys):
                 per_k.setdefault(r["freeze"], []).append(r["psnr"])
         best = max(sorted(per_k), key=lambda k: sum(per_k[k]) / len(per_k[k]))
         assert f"faces→faces k={best}" in md.split(f"{b}: best k")[1].split(";")[0]
+
+    # inrlens.results: the sweep's fits, and at the run root also the single-signal fits (one per backbone, fitted
+    # by the library's fit_images into single/<backbone>/ with the checkpoint at the folder's root)
+    import inrlens
+
+    sweep_df = inrlens.results(run / "sweep")
+    assert sorted(sweep_df["key"]) == sorted(r["key"] for r in fits)
+    assert len(inrlens.results(run / "sweep", "cohort")) == 2
+    root = inrlens.results(run)
+    single = root[root["regime"] == "single"]
+    assert len(root) == len(fits) + 2 and sorted(single["file"]) == ["single/ffmlp/results.jsonl", "single/siren/results.jsonl"]
+    assert (single["train.steps"] == 20).all() and (single["lr"] == [1e-4 if b == "siren" else 1e-3 for b in single["net.backbone"]]).all()
+    conditions = ("single-siren", "single-ffmlp", "cohort-siren", "cohort-ffmlp")
+    sae_all = [r for c in conditions for r in read_rows(run / "sae" / c / "results.jsonl")]
+    assert len(inrlens.results(run, "sae")) == len(sae_all) == 4 * 3  # conditions × layers
+    for b in ("siren", "ffmlp"):
+        stack, meta = inrlens.load_stack(run / "single" / b)
+        assert stack.members == 1 and meta["regime"] == "single" and meta["members"][0].endswith("@0")
 
     # the atlas shows every condition and layer that has SAEs
     conds = collect([run / "sae" / c for c in ("single-siren", "single-ffmlp", "cohort-siren", "cohort-ffmlp")])

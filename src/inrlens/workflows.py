@@ -248,7 +248,10 @@ def transfer_images(
         raise ValueError(f"{e} ({encoder_dir})") from None
     backbone = encoder.cfg.backbone
     lr_transfer = rules.lr_for("transfer", backbone, train.lr)
-    lr_random = rules.lr_for("random", backbone, random_lr)
+    try:
+        lr_random = rules.lr_for("random", backbone, random_lr)
+    except ValueError as e:
+        raise ValueError(f"random_lr: {e}") from None
     conf: dict[str, Any] = {"cmd": "transfer", "encoder": str(encoder_dir), "train": train, "data": data, "seeds": seeds}
     legacy = train.lr if train.lr is not None else LEGACY_RANDOM_LR
     if "random" in regimes and lr_random != legacy:
