@@ -54,9 +54,9 @@ import math
 import os
 import warnings
 import zlib
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Sequence, Union
 
 import numpy as np
 
@@ -88,7 +88,7 @@ MRI_SLICES = range(60, 139, 3)
 MRI_FOV = (224, 160)
 """(rows, columns) in mm of the field of view cut around the brain, shown at 2 mm per pixel."""
 
-Sample = Union[tuple[str, np.ndarray], tuple[str, np.ndarray, tuple[int, int]]]
+Sample = tuple[str, np.ndarray] | tuple[str, np.ndarray, tuple[int, int]]
 """(name, array in [0, 1]) or (name, array, nominal (H, W)); the array has the nominal aspect ratio."""
 
 
