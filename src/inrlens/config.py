@@ -147,10 +147,49 @@ def to_dict(obj: Any) -> Any:
     return obj
 
 
+KEY_FIELDS: dict[type, tuple[str, ...]] = {}
+"""For each config class, the fields it had when result keys were first computed from it. A field added later
+enters :func:`key_dict` (and so every key and every recorded run config) only when it differs from its default,
+so adding a knob keeps existing run folders resumable. Classes register with :func:`register_key_fields`."""
+
+
+def register_key_fields(cls: type, names: tuple[str, ...]) -> None:
+    """Freeze the key-relevant field set of ``cls`` (call once, where the class is defined)."""
+    unknown = set(names) - {f.name for f in dataclasses.fields(cls)}
+    if unknown:
+        raise ValueError(f"{cls.__name__} has no field(s) {', '.join(sorted(unknown))}")
+    KEY_FIELDS[cls] = tuple(names)
+
+
+def key_dict(obj: Any) -> Any:
+    """Plain dict of a config for keys and recorded run configs: :func:`to_dict`, except that fields added after
+    a class's keys were fixed (not in :data:`KEY_FIELDS`) are left out while they hold their default."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        known = KEY_FIELDS.get(type(obj))
+        out = {}
+        for f in dataclasses.fields(obj):
+            v = getattr(obj, f.name)
+            if known is not None and f.name not in known and f.default is not dataclasses.MISSING and v == f.default:
+                continue
+            out[f.name] = key_dict(v)
+        return out
+    if isinstance(obj, (list, tuple)):
+        return [key_dict(v) for v in obj]
+    if isinstance(obj, dict):
+        return {str(k): key_dict(v) for k, v in obj.items()}
+    return obj
+
+
 def config_hash(obj: Any, n: int = 16) -> str:
-    """Stable hash of a config (dataclass or dict): sha256 of its canonical JSON, first n hex digits."""
-    blob = json.dumps(to_dict(obj), sort_keys=True, separators=(",", ":"), default=str)
+    """Stable hash of a config (dataclass or dict): sha256 of the canonical JSON of :func:`key_dict`, first n hex
+    digits. The one hash every result key is built from."""
+    blob = json.dumps(key_dict(obj), sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:n]
+
+
+register_key_fields(NetConfig, ("backbone", "width", "depth", "omega0", "omega0_first", "ff_features", "ff_sigma"))
+register_key_fields(TrainConfig, ("steps", "lr", "log_every", "target_psnr", "tf32", "compile", "fused_adam", "device"))
+register_key_fields(DataConfig, ("size", "square", "channels", "max_pixels", "on_bad_file"))
 
 
 def _type_name(tp: Any) -> str:
@@ -257,6 +296,9 @@ __all__ = [
     "DataConfig",
     "to_dict",
     "config_hash",
+    "key_dict",
+    "register_key_fields",
+    "KEY_FIELDS",
     "from_dict",
     "field",
 ]

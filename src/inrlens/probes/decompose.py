@@ -324,7 +324,7 @@ def load_member(inr_dir: str | Path, images: Sequence[str | Path], member: int |
     """
     dev = _device(device)
     from ..data import is_source  # 'sample:…' / 'noise:…' are recorded as given, paths made absolute
-    from ..sweep.spec import key_dict  # the recorded data settings omit knobs added later while at their default
+    from ..config import key_dict  # the recorded data settings omit knobs added later while at their default
 
     stack, meta = _load_stack(inr_dir, dev)
     names = member_names(meta)

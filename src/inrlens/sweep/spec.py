@@ -21,7 +21,7 @@ from typing import Any, Literal, TypeVar
 
 from tyro.conf import UseAppendAction
 
-from ..config import DataConfig, NetConfig, TrainConfig, config_hash, from_dict, to_dict
+from ..config import DataConfig, NetConfig, TrainConfig, config_hash, from_dict, key_dict, register_key_fields, to_dict
 from ..rules import check_seeds, parse_depths
 
 Cluster = Literal["local", "debug", "slurm"]
@@ -123,39 +123,14 @@ class ExecSpec:
 
 
 # ------------------------------------------------------------------------------------------------ keys
-_KEY_FIELDS: dict[type, tuple[str, ...]] = {
-    SweepSpec: ("data", "sources", "targets", "backbones", "depths", "seeds", "n_cohort", "n_test", "split_seed", "cohort_seed",
-                "net", "sigma_at_256", "cohort_train", "train", "random_lr", "images", "lpips"),
-    NetConfig: ("backbone", "width", "depth", "omega0", "omega0_first", "ff_features", "ff_sigma"),
-    TrainConfig: ("steps", "lr", "log_every", "target_psnr", "tf32", "compile", "fused_adam", "device"),
-    DataConfig: ("size", "square", "channels", "max_pixels", "on_bad_file"),
-}
-"""The fields each config had when the sweep's keys were fixed. A field added since then enters a key (and the
-recorded spec) only when it differs from its default, so adding a knob keeps existing run folders resumable."""
-
-
-def key_dict(obj: Any) -> Any:
-    """Plain dict of a config for keys and run.json: :func:`inrlens.config.to_dict`, except that fields added
-    after the keys were fixed (not in ``_KEY_FIELDS``) are left out while they hold their default."""
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        known = _KEY_FIELDS.get(type(obj))
-        out = {}
-        for f in dataclasses.fields(obj):
-            v = getattr(obj, f.name)
-            if known is not None and f.name not in known and f.default is not dataclasses.MISSING and v == f.default:
-                continue
-            out[f.name] = key_dict(v)
-        return out
-    if isinstance(obj, (list, tuple)):
-        return [key_dict(v) for v in obj]
-    if isinstance(obj, dict):
-        return {str(k): key_dict(v) for k, v in obj.items()}
-    return obj
+register_key_fields(SweepSpec, ("data", "sources", "targets", "backbones", "depths", "seeds", "n_cohort", "n_test", "split_seed",
+                               "cohort_seed", "net", "sigma_at_256", "cohort_train", "train", "random_lr", "images", "lpips"))
 
 
 def key_hash(obj: Any) -> str:
-    """:func:`inrlens.config.config_hash` of :func:`key_dict`: the hash every sweep key is built from."""
-    return config_hash(key_dict(obj))
+    """:func:`inrlens.config.config_hash` (which hashes :func:`inrlens.config.key_dict`): the hash every sweep key
+    is built from."""
+    return config_hash(obj)
 
 
 def run_config(spec: SweepSpec) -> dict[str, Any]:
