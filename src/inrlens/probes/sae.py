@@ -34,7 +34,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
-from ..config import to_dict
+from ..config import register_key_fields, to_dict
 
 SAE_CFG = "cfg.json"
 SAE_WEIGHTS = "sae.safetensors"
@@ -81,6 +81,9 @@ class SAEConfig:
         if self.k_aux < 1 or self.tau < 0 or self.chunk < 1:
             raise ValueError("SAE needs k_aux >= 1, tau >= 0 and chunk >= 1")
         return self
+
+
+register_key_fields(SAEConfig, ("n", "k", "lr", "steps", "batch", "seed", "auxk", "aux_alpha", "k_aux", "dead_steps", "tau", "chunk"))
 
 
 class Forward(NamedTuple):
