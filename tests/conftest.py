@@ -18,6 +18,18 @@ if not SHARED.exists():  # CI clones elsewhere with shared/ beside the clone
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
 
+@pytest.fixture(autouse=True)
+def _release_run_locks():
+    """Run folders prepared in the test process are owned until it exits: give back those a test took, so that
+    later tests (and their subprocesses) start from free folders and a long session does not pile up open files."""
+    from inrlens import store
+
+    before = set(store.held_run_locks())
+    yield
+    for folder in set(store.held_run_locks()) - before:
+        store.release_run_lock(folder)
+
+
 def shared_dir(name: str) -> Path:
     """A dataset folder of ../shared/data, or skip the test (absent on a user's machine)."""
     d = SHARED / name

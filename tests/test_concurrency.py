@@ -90,14 +90,15 @@ def holder(tmp_path: Path, folder: Path, config: dict | None = None) -> subproce
     line = p.stdout.readline()
     if line.strip() != "owned":
         p.kill()
-        raise AssertionError(f"holder did not take the lock: {line!r} {p.stderr.read()[-2000:]}")
+        _, err = p.communicate(timeout=TIMEOUT)
+        raise AssertionError(f"holder did not take the lock: {line!r} {err[-2000:]}")
     return p
 
 
 def kill(p: subprocess.Popen) -> None:
     if p.poll() is None:
         p.send_signal(signal.SIGKILL)
-    p.wait(timeout=TIMEOUT)
+    p.communicate(timeout=TIMEOUT)  # waits and closes the pipes
 
 
 def snapshot(folder: Path) -> dict[str, tuple[bytes, int]]:
@@ -141,7 +142,7 @@ def test_two_fits_started_together_one_wins(image, tmp_path, widths):
         time.sleep(0.1)
     loser = next(i for i, p in enumerate(procs) if p.poll() is not None)
     winner = 1 - loser
-    err = procs[loser].stderr.read()
+    _, err = procs[loser].communicate(timeout=TIMEOUT)
     assert procs[loser].returncode == 2, err
     refusal(err, out, procs[winner].pid)
     gate.touch()
@@ -222,6 +223,30 @@ def test_sigkilled_owner_does_not_block_the_next_writer(tmp_path):
         assert release_run_lock(out)
 
 
+def test_owner_details_missing_or_stale_give_the_plain_message(tmp_path):
+    """An owner that has not written its details yet, or details naming a dead process of this host (left by an
+    earlier owner), never put a wrong pid in the message: after a short wait it is the message without details."""
+    import socket
+
+    out = tmp_path / "run"
+    out.mkdir()
+    h = holder(tmp_path, out)
+    try:
+        dead = subprocess.Popen(["true"])
+        dead.wait()
+        for text in ("", json.dumps({"pid": dead.pid, "host": socket.gethostname(), "started": "x", "cmd": "old"})):
+            (out / LOCK_NAME).write_text(text)  # same file (inode) the holder has locked
+            t0 = time.monotonic()
+            with pytest.raises(RunConflict) as e:
+                acquire_run_lock(out)
+            assert str(e.value) == (f"{out}: another inrlens process is writing to this run folder; wait for it to finish "
+                                    "or choose another --out")
+            assert time.monotonic() - t0 >= 1.5  # it waited for the details
+        assert (out / LOCK_NAME).read_text() == text  # the refused caller wrote nothing
+    finally:
+        kill(h)
+
+
 # ------------------------------------------------------------------------------------------------ one process
 def child_tries(tmp_path: Path, folder: Path) -> str:
     """'ok' when a fresh process can take folder's lock, else the RunConflict message."""
@@ -238,6 +263,7 @@ def test_reentrant_within_one_process(tmp_path):
         prepare_run(run, {"cmd": "reproduce", "a": 1})
         prepare_run(run / "sweep", {"cmd": "sweep", "b": 2}, resume=True)  # a reproduce run prepares both
         prepare_run(run, {"cmd": "reproduce", "a": 1}, resume=True)  # the same folder again: no deadlock, no error
+        assert {run.resolve(), (run / "sweep").resolve()} <= set(store.held_run_locks())
         with acquire_run_lock(run) as hold:
             assert hold.held and not hold.fresh
         assert not hold.held
@@ -316,3 +342,31 @@ def test_sweep_jobs_never_take_the_lock():
 
     src = inspect.getsource(jobs)
     assert "prepare_run" not in src and "acquire_run_lock" not in src
+
+
+# ------------------------------------------------------------------------------------------------ SAE runs
+def test_ablate_refused_while_another_process_owns_the_sae_run_and_no_duplicate_rows(image, tmp_path, capsys):
+    """`inrlens ablate` adds files to an SAE run without preparing it: it takes the folder's lock all the same.
+    A layer given twice (or an ablation rerun) writes each key once."""
+    from inrlens.cli import main
+
+    assert main(fit_args(image, tmp_path / "fit")) == 0
+    run = tmp_path / "sae"
+    assert main(["sae", str(tmp_path / "fit" / "models" / "16x16"), str(image), "--layers", "1", "1", "--sae.n", "16",
+                 "--sae.k", "2", "--sae.steps", "10", "--sae.batch", "64", "--device", "cpu", "--out", str(run)]) == 0
+    rows = keys_once(run / RESULTS_NAME)
+    assert [(r["layer"], r["n"], r["k"]) for r in rows] == [(1, 16, 2)]
+    for folder in store.held_run_locks():  # as if this process had exited
+        release_run_lock(folder)
+    capsys.readouterr()
+    h = holder(tmp_path, run)
+    try:
+        before = snapshot(run)
+        assert main(["ablate", str(run), "--layers", "1", "--top", "2", "--device", "cpu"]) == 2
+        refusal(capsys.readouterr().err, run, h.pid)
+        assert snapshot(run) == before
+    finally:
+        kill(h)
+    assert main(["ablate", str(run), "--layers", "1", "1", "--top", "2", "--device", "cpu"]) == 0
+    assert main(["ablate", str(run), "--layers", "1", "--top", "2", "--device", "cpu"]) == 0
+    assert len(keys_once(run / "ablations.jsonl")) == 2

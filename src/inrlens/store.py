@@ -370,12 +370,34 @@ def _owner_info() -> bytes:
     return (json.dumps(info, sort_keys=True) + "\n").encode()
 
 
-def _read_owner(fd: int) -> dict[str, Any]:
+def _read_owner(fd: int, wait: float = 0.0) -> dict[str, Any]:
+    """The owner's details from the lock file; waits up to ``wait`` seconds for an owner that has just taken the
+    lock to write them ({} when they never come)."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            info = json.loads(os.pread(fd, 4096, 0).decode("utf-8", "replace"))
+        except (OSError, ValueError):
+            info = None
+        if isinstance(info, dict) and isinstance(info.get("pid"), int) and _may_be_alive(info):
+            return info
+        if time.monotonic() >= deadline:
+            return {}
+        time.sleep(0.02)
+
+
+def _may_be_alive(info: dict[str, Any]) -> bool:
+    """False when the details name a process of this host that no longer exists (a dead owner's details, not yet
+    replaced by the new owner's)."""
+    if info.get("host") != socket.gethostname():
+        return True
     try:
-        info = json.loads(os.pread(fd, 4096, 0).decode("utf-8", "replace"))
-    except (OSError, ValueError):
-        return {}
-    return info if isinstance(info, dict) else {}
+        os.kill(info["pid"], 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, owned by another user
+        return True
+    return True
 
 
 def _conflict_message(folder: Path, info: dict[str, Any]) -> str:
@@ -489,7 +511,7 @@ def acquire_run_lock(folder: str | os.PathLike) -> RunLock:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError as e:
                 if e.errno in _BUSY:
-                    info = _read_owner(fd)
+                    info = _read_owner(fd, wait=2.0)
                     _close(fd)
                     raise RunConflict(_conflict_message(folder, info)) from None
                 if e.errno not in _NO_LOCKS:
@@ -514,8 +536,9 @@ def acquire_run_lock(folder: str | os.PathLike) -> RunLock:
         if writable:
             try:
                 before = None if created else _read_all(fd)
-                os.ftruncate(fd, 0)
-                os.pwrite(fd, _owner_info(), 0)
+                data = _owner_info()
+                os.pwrite(fd, data, 0)  # then cut what is left of the old details: a reader never sees an empty file
+                os.ftruncate(fd, len(data))
             except OSError:  # the details are for messages only; the lock is what counts
                 pass
         held = _HELD[key] = _Held(fd)
@@ -543,6 +566,12 @@ def release_run_lock(folder: str | os.PathLike) -> bool:
         return True
 
 
+def held_run_locks() -> list[Path]:
+    """The run folders (resolved paths) whose owner lock this process holds."""
+    with _HELD_GUARD:
+        return [Path(k) for k in _HELD]
+
+
 def _undo_fresh_lock(lock: RunLock) -> None:
     """Release a hold that a refused prepare_run took, leaving the folder as it was: a lock file this call
     created is removed while still held (a process that opened it meanwhile then sees it gone and retries);
@@ -555,8 +584,8 @@ def _undo_fresh_lock(lock: RunLock) -> None:
                     if lock._before is None:
                         os.unlink(lock.path)
                     else:
-                        os.ftruncate(held.fd, 0)
                         os.pwrite(held.fd, lock._before, 0)
+                        os.ftruncate(held.fd, len(lock._before))
                 except OSError:
                     pass
     lock.release()
