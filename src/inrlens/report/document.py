@@ -30,7 +30,12 @@ smaller than its uncertainty is never an agreement. Verdicts: 'agrees', 'partly 
   disagree → disagrees; else inconclusive.
 * F2 argmax sr(W) = empirical best depth in 6/6 (source, backbone) configurations, argmax sr(H) in 4/6. The
   same rule per configuration, with the best-k set over all targets (paired per target, combined over targets);
-  the verdict is the count rule on argmax sr(W); sr(H)'s counts are reported beside it.
+  the verdict is the count rule on argmax sr(W). The counts of the other predictors are reported beside it with
+  the same rule: argmax sr(H) uncentred and centred (the paper does not say which it uses) and argmax Δsr,
+  Δsr = sr(W) − sr(W) at initialisation (predictors a cohort row does not record are said to be so). Which
+  sr(H) the paper's numbers are closest to: its 4/6 agreement rate against each definition's rate, and, for
+  SIREN cohorts of the paper's width 256 only, its sr(H₁) ≈ 32 (:data:`PAPER_SR_H`) against this run's
+  uncentred and centred sr(H₁).
 * F3 freezing at the predicted k* = argmax sr(W) matches or beats no-freeze on average (SIREN 43.80 vs 40.69 dB,
   FFMLP 35.91 vs 34.66 dB). Per backbone, the mean over pairs of the paired gain k* − no-freeze with its
   interval (pairs held fixed: :func:`inrlens.stats.stratified_ci`); "matches" = gain > −0.5 dB, so a backbone
@@ -68,6 +73,11 @@ PAPER_K = {"siren": 1, "ffmlp": 0}
 """The paper's best freeze depth per backbone [paper]."""
 PAPER_F3 = {"siren": (43.80, 40.69), "ffmlp": (35.91, 34.66)}
 """The paper's mean PSNR (dB) at k* and with no freeze, per backbone [paper]."""
+PAPER_F2 = {"w": (6, 6), "h": (4, 6)}
+"""The paper's F2 counts: argmax sr(W) and argmax sr(H) equal the best depth in (hits, configurations) [paper]."""
+PAPER_SR_H = {("siren", 256): {1: 32.0}}
+"""The paper's per-layer activation stable ranks that the report compares with, per (backbone, width):
+{layer: sr(H_ℓ)} — SIREN sr(H₁) ≈ 32 at width 256 [paper]. No others are used."""
 MATCH_TOL_DB = 0.5
 """F3: k* "matches" no-freeze when its gain is above −MATCH_TOL_DB dB."""
 
@@ -140,22 +150,75 @@ def finding_f1(summary: dict[str, Any]) -> Finding:
 
 
 def finding_f2(summary: dict[str, Any]) -> Finding:
+    from .tables import PREDICTORS, predictor_counts
+
     claim = "argmax sr(W) equals the best depth in 6/6 (source, backbone) configurations; argmax sr(H) in 4/6"
     preds = [p for p in summary.get("predictions", []) if p.get("empirical_k") is not None]
     if not preds:
         return Finding("F2", claim, "no stable-rank profiles with sweep results", "not measured")
-
-    def status(p: dict[str, Any], w: str) -> str:
-        return p.get(f"{w}_status") or ("agrees" if p[f"{w}_agrees"] else "disagrees")
-
-    cnt = {(w, st): sum(status(p, w) == st for p in preds) for w in "wh" for st in ("agrees", "disagrees", "undecided")}
+    cnt = predictor_counts(preds)
     n = len(preds)
-    detail = "; ".join(f"{p['source']}/{p['backbone']}: sr(W)→{p['k_w']}, sr(H)→{p['k_h']}, best {p['empirical_k']} set "
-                       f"{_kset(p.get('best_set', [p['empirical_k']]))}" for p in preds)
-    measured = (f"argmax sr(W) = best depth in {cnt['w', 'agrees']}/{n}, argmax sr(H) in {cnt['h', 'agrees']}/{n} (inside the best-k "
-                f"set over all targets, 95%; significantly worse: sr(W) {cnt['w', 'disagrees']}, sr(H) {cnt['h', 'disagrees']}; "
-                f"undecided: sr(W) {cnt['w', 'undecided']}, sr(H) {cnt['h', 'undecided']}) ({detail}).")
-    return Finding("F2", claim, measured, S.count_verdict(cnt["w", "agrees"], cnt["w", "disagrees"], n, "configurations"))
+    short = {"w": "sr(W)", "h": "sr(H)", "hc": "sr(H) centred", "d": "Δsr"}
+    have = [tag for tag, _f, _l in PREDICTORS if cnt[tag]["n"]]
+
+    def frac(tag: str) -> str:
+        c = cnt[tag]
+        return f"{c['agrees']}/{c['n']}" + ("" if c["n"] == n else f" of the {c['n']} configurations whose cohort row records it")
+
+    head = f"argmax sr(W) = best depth in {frac('w')}, argmax sr(H) in {frac('h')}"
+    for tag in ("hc", "d"):
+        head += f", argmax {short[tag]} in {frac(tag)}" if cnt[tag]["n"] else f", argmax {short[tag]} not recorded"
+    worse = ", ".join(f"{short[t]} {cnt[t]['disagrees']}" for t in have)
+    und = ", ".join(f"{short[t]} {cnt[t]['undecided']}" for t in have)
+
+    def k(p: dict[str, Any], f: str) -> str:
+        return "—" if p.get(f) is None else str(p[f])
+
+    detail = "; ".join(f"{p['source']}/{p['backbone']}: " + ", ".join(f"{short[t]}→{k(p, f)}" for t, f, _l in PREDICTORS)
+                       + f", best {p['empirical_k']} set {_kset(p.get('best_set', [p['empirical_k']]))}" for p in preds)
+    measured = (f"{head} (inside the best-k set over all targets, 95%; significantly worse: {worse}; undecided: {und}) "
+                f"({detail}). {_sr_h_definition(summary.get('predictions', []), cnt)}")
+    return Finding("F2", claim, measured, S.count_verdict(cnt["w"]["agrees"], cnt["w"]["disagrees"], n, "configurations"))
+
+
+def _sr_h_definition(preds: Sequence[dict[str, Any]], cnt: dict[str, dict[str, int]]) -> str:
+    """Which sr(H) definition (uncentred or centred) the paper's numbers are closest to, from what this run has:
+    the agreement rate against the paper's, and the per-layer values of :data:`PAPER_SR_H` where a cohort of that
+    backbone and width exists."""
+    hits, total = PAPER_F2["h"]
+    parts = []
+    if cnt["h"]["n"] and cnt["hc"]["n"]:
+        ru, rc = cnt["h"]["agrees"] / cnt["h"]["n"], cnt["hc"]["agrees"] / cnt["hc"]["n"]
+        du, dc = abs(ru - hits / total), abs(rc - hits / total)
+        closer = "uncentred" if du < dc else ("centred" if dc < du else "neither (equally close)")
+        parts.append(f"agreement rate of argmax sr(H): paper {hits}/{total}, uncentred {cnt['h']['agrees']}/{cnt['h']['n']}, "
+                     f"centred {cnt['hc']['agrees']}/{cnt['hc']['n']} → closer: {closer}")
+    else:
+        parts.append("agreement rate: the centred sr(H) is not recorded by this run's cohort rows, so the definitions "
+                     "cannot be compared")
+    compared = False
+    for (b, width), layers in PAPER_SR_H.items():
+        for ell, ref in layers.items():
+            ps = [p for p in preds if p.get("backbone") == b and p.get("width") == width]
+            un = [float(p["sr_h"][ell]) for p in ps if p.get("sr_h") and ell < len(p["sr_h"])]
+            ce = [float(p["sr_h_centred"][ell]) for p in ps if p.get("sr_h_centred") and ell < len(p["sr_h_centred"])]
+            if not un:
+                continue
+            compared = True
+            mu = float(np.mean(un))
+            txt = f"{b} width {width}, sr(H) at layer {ell}: paper ≈ {ref:g}, this run uncentred {mu:.1f}"
+            if ce:
+                mc = float(np.mean(ce))
+                closer = "uncentred" if abs(mu - ref) < abs(mc - ref) else ("centred" if abs(mc - ref) < abs(mu - ref) else "neither")
+                txt += f", centred {mc:.1f} (mean over {len(ce)} cohort(s)) → closer: {closer}"
+            else:
+                txt += f" (mean over {len(un)} cohort(s); centred not recorded)"
+            parts.append(txt)
+    if not compared:
+        names = ", ".join(f"{b} sr(H) at layer {ell} ≈ {v:g} at width {w}" for (b, w), ls in PAPER_SR_H.items() for ell, v in ls.items())
+        parts.append(f"per-layer values: this run has no cohort of the width the paper reports them at ({names}), so none "
+                     "are compared")
+    return "Which sr(H) the paper's numbers are closest to — " + "; ".join(parts) + "."
 
 
 def _depth_means(summary: dict[str, Any], backbone: str) -> dict[str, list[float]]:

@@ -4,8 +4,11 @@
   (the mean) with a band of ± 1 sample std (ddof = 1, the report's "±" convention, :func:`inrlens.rules.mean_std`)
   over test images × seeds; no-freeze and random-init drawn as reference markers (with error bars of the same
   std) left and right of the k axis, in the target's colour. The figure's title states the convention.
-* ``stable_rank_<backbone>``: sr(W_ℓ) and sr(H_ℓ) per layer, one panel per source cohort, with the predicted
-  k* = argmax sr(W) (dashed), argmax sr(H) (dotted) and the empirical best depth (grey band) marked.
+* ``stable_rank_<backbone>``: per layer, one panel per source cohort: sr(W_ℓ) and sr(W_ℓ) of the same encoder
+  at initialisation (dashed, open markers) on the left axis; sr(H_ℓ) uncentred and centred (the mean over the
+  grid subtracted) on the right axis. Marked: k* = argmax sr(W) (solid line), argmax sr(H) uncentred (dotted)
+  and centred (dash-dot), argmax Δsr (star on the sr(W) curve) and the empirical best depth (grey band). A
+  cohort row without the newer profiles (written before they existed) shows only sr(W) and sr(H).
 
 Each figure is written as PNG (150 dpi) and PDF, sized for a paper column pair (≈ 3.2 in per panel).
 """
@@ -92,32 +95,49 @@ def freeze_sweep(summary: dict[str, Any], backbone: str, out_dir: Path) -> list[
 
 
 def rank_profiles(summary: dict[str, Any], backbone: str, out_dir: Path) -> list[Path]:
-    """sr(W_ℓ) and sr(H_ℓ) per layer with predicted and empirical k* marked, one panel per source."""
+    """Per layer: sr(W_ℓ), sr(W_ℓ) at initialisation (dashed), sr(H_ℓ) uncentred and centred, one panel per
+    source; the four predicted depths and the empirical best depth marked (see module docstring)."""
     plt = _plt()
     preds = [p for p in summary["predictions"] if p["backbone"] == backbone]
     if not preds:
         return []
-    fig, axes = plt.subplots(1, len(preds), figsize=(3.2 * len(preds), 2.8), squeeze=False)
+    fig, axes = plt.subplots(1, len(preds), figsize=(3.4 * len(preds), 3.0), squeeze=False)
+    entries: dict[str, Any] = {}  # legend label → handle, in drawing order, over every panel
     for ax, p in zip(axes[0], preds):
         L = len(p["sr_w"])
         x = np.arange(L)
         if p["empirical_k"] is not None:
-            ax.axvspan(p["empirical_k"] - 0.35, p["empirical_k"] + 0.35, color="0.85", zorder=0, label="empirical best k")
-        l1 = ax.plot(x, p["sr_w"], "-o", color="tab:blue", ms=4, label="sr(W)")
-        ax.axvline(p["k_w"], color="tab:blue", ls="--", lw=1)
+            ax.axvspan(p["empirical_k"] - 0.35, p["empirical_k"] + 0.35, color="0.85", zorder=0)
+            entries.setdefault("empirical best k", plt.Rectangle((0, 0), 1, 1, color="0.85"))
+        entries.setdefault(r"sr($W_\ell$) (vertical line: argmax = $k^*$)", ax.plot(x, p["sr_w"], "-o", color="tab:blue", ms=4)[0])
+        ax.axvline(p["k_w"], color="tab:blue", ls="-", lw=0.8, alpha=0.6)
+        if p.get("sr_w_init"):
+            entries.setdefault(r"sr($W_\ell$) at initialisation", ax.plot(x, p["sr_w_init"], "--o", color="tab:blue", ms=3.5,
+                                                                         mfc="white", lw=1.2)[0])
+        if p.get("k_delta") is not None:
+            ax.plot([p["k_delta"]], [p["sr_w"][p["k_delta"]]], marker="*", color="tab:green", ms=11, ls="none", zorder=5)
+            entries.setdefault(r"argmax $\Delta$sr", plt.Line2D([], [], marker="*", color="tab:green", ms=9, ls="none"))
         ax2 = ax.twinx()
         ax2.spines["right"].set_visible(True)
-        l2 = ax2.plot(x, p["sr_h"], "-s", color="tab:orange", ms=4, label="sr(H)")
+        entries.setdefault(r"sr($H_\ell$) uncentred (dotted: argmax)", ax2.plot(x, p["sr_h"], "-s", color="tab:orange", ms=4)[0])
         ax2.axvline(p["k_h"], color="tab:orange", ls=":", lw=1.2)
+        if p.get("sr_h_centred"):
+            entries.setdefault(r"sr($H_\ell$) centred (dash-dot: argmax)",
+                               ax2.plot(x, p["sr_h_centred"], "-^", color="tab:red", ms=4)[0])
+            if p.get("k_h_centred") is not None:
+                ax2.axvline(p["k_h_centred"], color="tab:red", ls="-.", lw=1)
         ax.set_xticks(x)
         ax.set_xlabel("layer ℓ")
         ax.set_ylabel(r"sr($W_\ell$)", color="tab:blue")
         ax2.set_ylabel(r"sr($H_\ell$)", color="tab:orange")
         emp = "n/a" if p["empirical_k"] is None else p["empirical_k"]
-        ax.set_title(f"{p['source']}: " + r"$k^*_W$" + f"={p['k_w']}, " + r"$k^*_H$" + f"={p['k_h']}, best k={emp}")
-        handles = l1 + l2 + [plt.Rectangle((0, 0), 1, 1, color="0.85")]
-    fig.legend(handles, [r"sr($W_\ell$) (dashed: argmax = predicted $k^*$)", r"sr($H_\ell$) (dotted: argmax)", "empirical best k"],
-               frameon=False, loc="lower center", ncol=3, bbox_to_anchor=(0.5, -0.06))
+        ks = [r"$k^*_W$=" + str(p["k_w"]), r"$k^*_H$=" + str(p["k_h"])]
+        if p.get("k_h_centred") is not None:
+            ks.append(r"$k^*_{H,c}$=" + str(p["k_h_centred"]))
+        if p.get("k_delta") is not None:
+            ks.append(r"$k^*_\Delta$=" + str(p["k_delta"]))
+        ax.set_title(f"{p['source']}: " + ", ".join(ks) + f"\nbest k={emp}")
+    fig.legend(list(entries.values()), list(entries), frameon=False, loc="upper center", ncol=3, bbox_to_anchor=(0.5, 0.0))
     grid = preds[0].get("grid")
     note = f"; sr(H) on the cohort's {grid[0]}×{grid[1]} grid" if grid else ""
     fig.suptitle(f"{backbone.upper()}: stable-rank profiles of the cohort encoders{note}", fontsize=9)

@@ -8,13 +8,17 @@ source → target pair are compared on the (test image, seed) units both have (:
 
 * Table 1: per backbone, source → target: no-freeze PSNR, the best freeze depth k and its PSNR (the better of
   the two in bold), the paired gain of the best k over no freeze with its interval and n, the best-k set (the
-  depths not significantly worse than the best), the random-init PSNR, and whether argmax sr(W) / argmax sr(H)
-  of the source cohort is inside the best-k set (✓), significantly worse (✗) or undecided (?: every depth is
-  inside the set). Per backbone, the mean over pairs with a t interval of the gain across pairs.
+  depths not significantly worse than the best), the random-init PSNR, and, for each of the four stable-rank
+  predictors of the source cohort (:data:`PREDICTORS`: argmax sr(W), argmax sr(H) uncentred, argmax sr(H)
+  centred, argmax Δsr), whether its depth is inside the best-k set (✓), significantly worse (✗) or undecided
+  (?: every depth is inside the set); "—" where the cohort row predates the predictor. Per backbone, the mean
+  over pairs with a t interval of the gain across pairs.
 * Regime check: per (backbone, target), this run's no-freeze PSNR beside the paper's band, flagged in words.
-* Predictions: per (source, backbone), predicted k* = argmax sr(W) and argmax sr(H) beside the empirical best
-  depth, argmax over k of the target-averaged mean PSNR, and its best-k set over all targets.
-* Per-combination tables: k, sr(W_k), sr(H_k), PSNR, SSIM, LPIPS for every regime of one source → target.
+* Predictions: per (source, backbone), the four predicted depths beside the empirical best depth, argmax over
+  k of the target-averaged mean PSNR, and its best-k set over all targets; the caption counts, per predictor,
+  the configurations where it agrees, is significantly worse and is undecided (:func:`predictor_counts`).
+* Per-combination tables: k, sr(W_k), sr(H_k), centred sr(H_k), Δsr_k, PSNR, SSIM, LPIPS for every regime of
+  one source → target.
 """
 
 from __future__ import annotations
@@ -30,6 +34,19 @@ from .. import stats as S
 from ..rules import mean_std
 
 Key = tuple[str, str, str, str]  # (backbone, source, target, depth tag)
+
+PREDICTORS: tuple[tuple[str, str, str], ...] = (
+    ("w", "k_w", "argmax sr(W)"),
+    ("h", "k_h", "argmax sr(H)"),
+    ("hc", "k_h_centred", "argmax sr(H) centred"),
+    ("d", "k_delta", "argmax Δsr"),
+)
+"""The freeze-depth predictors of a cohort row: (tag, the row's depth field, label). The summary holds the
+depth under the same field and its status under ``<tag>_status`` ('agrees', 'disagrees', 'undecided', or
+'n/a' where the cohort row lacks the field, e.g. rows written before the field existed)."""
+PROFILES: tuple[str, ...] = ("sr_w", "sr_h", "sr_h_centred", "sr_w_init", "delta_sr")
+"""Per-layer profiles a cohort row may hold (the last three are absent from older rows)."""
+STATUSES = ("agrees", "disagrees", "undecided")
 
 
 def depth_tag(row: dict[str, Any]) -> str:
@@ -168,15 +185,15 @@ def summarise(rows: Iterable[dict[str, Any]]) -> dict[str, Any]:
                "none": none["psnr"] if none else math.nan, "none_std": none["psnr_std"] if none else math.nan,
                "best": stats[(*c, str(k))]["psnr"] if k is not None else math.nan,
                "best_std": stats[(*c, str(k))]["psnr_std"] if k is not None else math.nan,
-               "random": rnd["psnr"] if rnd else math.nan, "random_std": rnd["psnr_std"] if rnd else math.nan,
-               "k_w": co["k_w"] if co else None, "k_h": co["k_h"] if co else None}
+               "random": rnd["psnr"] if rnd else math.nan, "random_std": rnd["psnr_std"] if rnd else math.nan}
+        row.update({f: (co.get(f) if co else None) for _t, f, _l in PREDICTORS})
         row["w_agrees"] = row["k_w"] is not None and row["k_w"] == k
         row["h_agrees"] = row["k_h"] is not None and row["k_h"] == k
         ks = [d for d in depths_of(stats, c) if U.get((*c, str(d)))]
         bs = S.best_set({d: U[(*c, str(d))] for d in ks}, best=k) if k is not None else {"best": None, "set": [], "diffs": {}}
         row["best_set"] = bs["set"]
-        row["w_status"] = S.agreement(row["k_w"], bs, ks)
-        row["h_status"] = S.agreement(row["k_h"], bs, ks)
+        for tag, f, _l in PREDICTORS:
+            row[f"{tag}_status"] = S.agreement(row[f], bs, ks)
         if k is not None and U.get((*c, "none")):
             row["gain"] = _ci(S.mean_ci(S.pair_diffs(U[(*c, str(k))], U[(*c, "none")])))
         else:
@@ -198,11 +215,16 @@ def summarise(rows: Iterable[dict[str, Any]]) -> dict[str, Any]:
         ks = sorted(d for d in per_depth if per_depth[d])
         bs = (S.best_set({d: per_depth[d] for d in ks}, best=ek, stratum=lambda u: u[0])
               if ek is not None and per_depth.get(ek) else {"best": None, "set": [], "diffs": {}})
-        preds.append({"source": s, "backbone": b, "k_w": co["k_w"], "k_h": co["k_h"], "empirical_k": ek,
-                      "w_agrees": ek is not None and co["k_w"] == ek, "h_agrees": ek is not None and co["k_h"] == ek,
-                      "best_set": bs["set"], "w_status": S.agreement(co["k_w"], bs, ks), "h_status": S.agreement(co["k_h"], bs, ks),
-                      "sr_w": co["sr_w"], "sr_h": co["sr_h"], "grid": co.get("grid"), "cohort_psnr": co.get("psnr_mean"),
-                      "cohort_steps": co.get("steps_run")})
+        p = {"source": s, "backbone": b, "empirical_k": ek, "w_agrees": ek is not None and co["k_w"] == ek,
+             "h_agrees": ek is not None and co["k_h"] == ek, "best_set": bs["set"]}
+        for tag, f, _l in PREDICTORS:
+            p[f] = co.get(f)
+            p[f"{tag}_status"] = S.agreement(p[f], bs, ks)
+        p.update({f: co.get(f) for f in PROFILES})
+        net = co.get("net")
+        p.update(grid=co.get("grid"), width=net.get("width") if isinstance(net, dict) else None, cohort_psnr=co.get("psnr_mean"),
+                 cohort_steps=co.get("steps_run"))
+        preds.append(p)
     averages: dict[str, dict[str, Any]] = {}
     for b, d in per_bb.items():
         averages[b] = {k: float(np.mean(v)) if v else math.nan for k, v in d.items() if k != "gain"}
@@ -210,6 +232,26 @@ def summarise(rows: Iterable[dict[str, Any]]) -> dict[str, Any]:
     return {"table1": t1, "predictions": preds, "averages": averages, "regime": regime_check(fits), "level": S.LEVEL,
             "stats": {"|".join(k): v for k, v in stats.items()}, "units": {"|".join(k): v for k, v in U.items()},
             "n_fits": len(fits), "n_cohorts": len(cohorts)}
+
+
+def predictor_counts(preds: Sequence[dict[str, Any]]) -> dict[str, dict[str, int]]:
+    """Per predictor tag (:data:`PREDICTORS`): how many configurations it agrees in, is significantly worse in
+    and is undecided in, and ``n``, the configurations that have the predictor (status other than 'n/a')."""
+    out = {}
+    for tag, f, _l in PREDICTORS:
+        st = [predictor_status(p, tag, f) for p in preds]
+        out[tag] = {k: st.count(k) for k in STATUSES}
+        out[tag]["n"] = sum(x != "n/a" for x in st)
+    return out
+
+
+def predictor_status(r: dict[str, Any], tag: str, field: str) -> str:
+    """A row's status for one predictor (older summaries without ``<tag>_status`` fall back on ``<tag>_agrees``)."""
+    if f"{tag}_status" in r:
+        return r[f"{tag}_status"]
+    if r.get(field) is None:
+        return "n/a"
+    return "agrees" if r.get(f"{tag}_agrees") else "disagrees"
 
 
 # ------------------------------------------------------------------------------------------------ rendering
@@ -235,14 +277,38 @@ def _bold(text: str, on: bool, latex: bool) -> str:
 _SYM = {"agrees": "✓", "disagrees": "✗", "undecided": "?"}
 
 
-def _mark(status: str, k: int | None, latex: bool) -> str:
-    """'k ✓' inside the best-k set, 'k ✗' significantly worse, 'k ?' undecided."""
+def _mark(status: str, k: int | None, latex: bool, missing: str = "n/a") -> str:
+    """'k ✓' inside the best-k set, 'k ✗' significantly worse, 'k ?' undecided; ``missing`` without a k."""
     if k is None:
-        return "n/a"
+        return missing
     sym = _SYM.get(status, "?")
     if latex:
         sym = {"✓": "$\\checkmark$", "✗": "$\\times$"}.get(sym, sym)
     return f"{k} {sym}"
+
+
+MISSING = "—"
+"""Shown for a predictor or profile that a cohort row does not record (rows written before it existed)."""
+
+
+def _pmark(r: dict[str, Any], tag: str, field: str, latex: bool) -> str:
+    """The mark of one predictor in a Table 1 / predictions row; "—" for the newer predictors a row lacks."""
+    return _mark(predictor_status(r, tag, field), r.get(field), latex, "n/a" if tag in ("w", "h") else MISSING)
+
+
+def count_phrase(label: str, cnt: dict[str, int], total: int, unit: str = "configurations") -> str:
+    """'argmax sr(W) agrees in a/n (significantly worse in d, undecided in u)'; says so when only some (or none)
+    of the ``total`` units record the predictor. ``cnt``: one entry of :func:`predictor_counts`."""
+    n = cnt["n"]
+    if n == 0:
+        return f"{label}: not recorded (cohort rows written before it existed)"
+    of = "" if n == total else f" of the {n} {unit} whose cohort row records it"
+    return (f"{label} agrees in {cnt['agrees']}/{n}{of} (significantly worse in {cnt['disagrees']}, "
+            f"undecided in {cnt['undecided']})")
+
+
+def _layers(values: Sequence[float] | None, d: int = 1) -> str:
+    return MISSING if not values else " / ".join(_f(x, d) for x in values)
 
 
 def _set(ks: Sequence[int], latex: bool) -> str:
@@ -257,7 +323,7 @@ def _gain(g: dict[str, Any] | None) -> str:
 
 
 _TEX = {"±": "$\\pm$", "×": "$\\times$", "→": "$\\to$", "_": "\\_", "✓": "$\\checkmark$", "✗": "$\\times$", "%": "\\%",
-        "−": "$-$", "≥": "$\\geq$", ">": "$>$", "<": "$<$", "∈": "$\\in$", "–": "--", "—": "---", "²": "$^2$"}
+        "−": "$-$", "Δ": "$\\Delta$", "≥": "$\\geq$", ">": "$>$", "<": "$<$", "∈": "$\\in$", "–": "--", "—": "---", "²": "$^2$"}
 
 
 def _esc(text: str) -> str:
@@ -284,7 +350,7 @@ def table1(summary: dict[str, Any], latex: bool = False) -> str:
     """Table 1: no-freeze vs best k per source → target and backbone (PSNR dB, mean ± std), the paired gain of the
     best k with its 95% interval and n, the best-k set, random init, and the stable-rank predictions' status."""
     header = ["backbone", "source → target", "no freeze", "best k", "PSNR at best k", "gain of best k (95% CI)", "best-k set",
-              "random init", "argmax sr(W)", "argmax sr(H)"]
+              "random init", *(label for _t, _f, label in PREDICTORS)]
     rows = []
     for r in summary["table1"]:
         better_k = not math.isnan(r["best"]) and (math.isnan(r["none"]) or r["best"] >= r["none"])
@@ -292,17 +358,23 @@ def table1(summary: dict[str, Any], latex: bool = False) -> str:
         rows.append([r["backbone"], f"{r['source']} → {r['target']}", _bold(_pm(r["none"], r["none_std"]), none_bold, latex),
                      str(r["best_k"]) if r["best_k"] is not None else "n/a", _bold(_pm(r["best"], r["best_std"]), better_k, latex),
                      _gain(r.get("gain")), _set(r.get("best_set", []), latex), _pm(r["random"], r["random_std"]),
-                     _mark(r.get("w_status", "agrees" if r["w_agrees"] else "disagrees"), r["k_w"], latex),
-                     _mark(r.get("h_status", "agrees" if r["h_agrees"] else "disagrees"), r["k_h"], latex)])
+                     *(_pmark(r, tag, f, latex) for tag, f, _l in PREDICTORS)])
     for b, a in summary["averages"].items():
         g = a.get("gain")
-        rows.append([b, "mean over pairs", _f(a["none"]), "", _f(a["best"]), _gain(g) if g else "", "", _f(a["random"]), "", ""])
+        rows.append([b, "mean over pairs", _f(a["none"]), "", _f(a["best"]), _gain(g) if g else "", "", _f(a["random"]),
+                     *([""] * len(PREDICTORS))])
+    cnt = predictor_counts(summary["table1"])
+    n = len(summary["table1"])
+    counts = "; ".join(count_phrase(label, cnt[tag], n, "pairs") for tag, _f, label in PREDICTORS)
     cap = ("Table 1. Test PSNR (dB). " + CONVENTION + " Bold = better of no freeze and the best k. Gain = best k − no freeze, "
            "paired per fit (the best k is picked on these same fits, so the gain is optimistic). Best-k set = the depths whose "
-           "paired difference to the best k is not significantly negative. ✓ = the argmax of the source cohort's stable rank "
-           "is inside the best-k set, ✗ = significantly worse than the best k, ? = undecided (every measured depth is inside "
-           "the set). Mean over pairs: plain means of the pairs' values; the gain's interval there is across pairs (n = pairs).")
-    return _table(header, rows, latex, cap, "llrrrrcrcc")
+           "paired difference to the best k is not significantly negative. Predictors of the source cohort: argmax sr(W) (the "
+           "paper's k*), argmax sr(H) of the uncentred and of the centred activations, argmax Δsr = argmax (sr(W) − sr(W) at "
+           "initialisation). ✓ = the predicted depth is inside the best-k set, ✗ = significantly worse than the best k, ? = "
+           f"undecided (every measured depth is inside the set), {MISSING} = not recorded by the cohort row (written before "
+           "the predictor existed). Mean over pairs: plain means of the pairs' values; the gain's interval there is across "
+           f"pairs (n = pairs). Over the {n} pairs: {counts}.")
+    return _table(header, rows, latex, cap, "llrrrrcr" + "c" * len(PREDICTORS))
 
 
 def regime_table(summary: dict[str, Any], latex: bool = False) -> str:
@@ -322,28 +394,44 @@ def regime_table(summary: dict[str, Any], latex: bool = False) -> str:
 
 
 def predictions_table(summary: dict[str, Any], latex: bool = False) -> str:
-    header = ["source", "backbone", "k* = argmax sr(W)", "argmax sr(H)", "empirical best k", "best-k set", "sr(W) per layer",
-              "sr(H) per layer"]
+    """Per (source, backbone): the four predicted depths with their marks, the empirical best depth and its best-k
+    set, and the per-layer profiles (sr(W), sr(H), centred sr(H), sr(W) at initialisation, Δsr); the caption counts
+    each predictor's agreements."""
+    header = ["source", "backbone", "k* = argmax sr(W)", "argmax sr(H)", "argmax sr(H) centred", "argmax Δsr", "empirical best k",
+              "best-k set", "sr(W) per layer", "sr(H) per layer", "sr(H) centred per layer", "sr(W) at init per layer",
+              "Δsr per layer"]
     rows = []
     ps = summary["predictions"]
     for p in ps:
-        rows.append([p["source"], p["backbone"], _mark(p.get("w_status", "agrees" if p["w_agrees"] else "disagrees"), p["k_w"], latex),
-                     _mark(p.get("h_status", "agrees" if p["h_agrees"] else "disagrees"), p["k_h"], latex),
+        rows.append([p["source"], p["backbone"], *(_pmark(p, tag, f, latex) for tag, f, _l in PREDICTORS),
                      str(p["empirical_k"]) if p["empirical_k"] is not None else "n/a", _set(p.get("best_set", []), latex),
-                     " / ".join(_f(x, 1) for x in p["sr_w"]), " / ".join(_f(x, 1) for x in p["sr_h"])])
+                     *(_layers(p.get(f)) for f in PROFILES)])
     n = len(ps)
-    cnt = {(w, st): sum(p.get(f"{w}_status") == st for p in ps) for w in "wh" for st in ("agrees", "disagrees", "undecided")}
-    cap = (f"Predicted vs empirical freeze depth per (source, backbone): argmax sr(W) agrees in {cnt['w', 'agrees']}/{n} "
-           f"(significantly worse in {cnt['w', 'disagrees']}, undecided in {cnt['w', 'undecided']}), argmax sr(H) in "
-           f"{cnt['h', 'agrees']}/{n} (significantly worse in {cnt['h', 'disagrees']}, undecided in {cnt['h', 'undecided']}). "
+    cnt = predictor_counts(ps)
+    w, *rest = [count_phrase(label, cnt[tag], n) for tag, _f, label in PREDICTORS]
+    rest = [x.replace(" agrees in ", " in ", 1) for x in rest]
+    cap = ("Predicted vs empirical freeze depth per (source, backbone): " + ", ".join([w, *rest]) + ". "
            "Empirical k = argmax over k of the target-averaged mean PSNR; best-k set = depths not significantly worse than it "
-           "(paired per target, combined over targets, 95%); agrees = the predicted depth is inside that set.")
-    return _table(header, rows, latex, cap, "llccccll")
+           "(paired per target, combined over targets, 95%); agrees = the predicted depth is inside that set. sr(H) centred = "
+           "the stable rank of the activations with their mean over the grid subtracted; Δsr = sr(W) − sr(W) of the same "
+           f"encoder at initialisation (drawn again from the cohort seed). {MISSING} = not recorded by the cohort row.")
+    return _table(header, rows, latex, cap, "ll" + "c" * (len(PREDICTORS) + 2) + "l" * len(PROFILES))
+
+
+def _at(p: dict[str, Any] | None, field: str, d: str) -> str:
+    """Layer d's value of a profile for a per-combination row: "" for no freeze / random init or without a cohort
+    row, "—" when the cohort row lacks the profile."""
+    if not p or not d.isdigit():
+        return ""
+    vals = p.get(field)
+    if not vals:
+        return MISSING
+    return _f(vals[int(d)]) if int(d) < len(vals) else ""
 
 
 def combo_tables(summary: dict[str, Any], latex: bool = False) -> str:
-    """One table per (backbone, source, target): k, sr(W), sr(H), PSNR, SSIM, LPIPS (mean ± std), n and the paired
-    difference to no freeze with its 95% interval."""
+    """One table per (backbone, source, target): k, sr(W), sr(H), centred sr(H), Δsr, PSNR, SSIM, LPIPS (mean ±
+    std), n and the paired difference to no freeze with its 95% interval."""
     stats = summary["stats"]
     U = summary.get("units", {})
     preds = {(p["source"], p["backbone"]): p for p in summary["predictions"]}
@@ -360,18 +448,18 @@ def combo_tables(summary: dict[str, Any], latex: bool = False) -> str:
         rows = []
         for d in sorted(by_combo[c], key=order):
             st = stats["|".join((*c, d))]
-            srw = _f(p["sr_w"][int(d)]) if p and d.isdigit() and int(d) < len(p["sr_w"]) else ""
-            srh = _f(p["sr_h"][int(d)]) if p and d.isdigit() and int(d) < len(p["sr_h"]) else ""
+            srw, srh, srhc, dsr = (_at(p, f, d) for f in ("sr_w", "sr_h", "sr_h_centred", "delta_sr"))
             label = {"none": "no freeze", "random": "random init"}.get(d, d)
             best = d.isdigit() and r["best_k"] == int(d)
             vs = "" if d == "none" or not none_u else S.fmt_ci(*S.mean_ci(S.pair_diffs(U.get("|".join((*c, d)), {}), none_u)))
-            rows.append([_bold(label, best, latex), srw, srh, _pm(st["psnr"], st["psnr_std"]), _pm(st["ssim"], st["ssim_std"], 4),
-                         _pm(st["lpips"], st["lpips_std"], 4), str(st["n"]), vs])
+            rows.append([_bold(label, best, latex), srw, srh, srhc, dsr, _pm(st["psnr"], st["psnr_std"]),
+                         _pm(st["ssim"], st["ssim_std"], 4), _pm(st["lpips"], st["lpips_std"], 4), str(st["n"]), vs])
         cap = f"{c[0]}: {c[1]} → {c[2]}" + (f" (sr(H) on the cohort's {p['grid'][0]}x{p['grid'][1]} grid)" if p and p.get("grid") else "")
-        header = ["k", "sr(W_k)", "sr(H_k)", "PSNR (dB)", "SSIM", "LPIPS", "n", "PSNR − no freeze (95% CI)"]
-        parts.append(_table(header, rows, latex, cap, "lrrrrrrr"))
+        header = ["k", "sr(W_k)", "sr(H_k)", "sr(H_k) centred", "Δsr_k", "PSNR (dB)", "SSIM", "LPIPS", "n", "PSNR − no freeze (95% CI)"]
+        parts.append(_table(header, rows, latex, cap, "lrrrrrrrrr"))
     return "\n".join(parts)
 
 
 __all__ = ["summarise", "table1", "regime_table", "predictions_table", "combo_tables", "aggregate", "groups", "units", "regime_check",
-           "split_rows", "best_k", "empirical_k", "mean_std", "depth_tag", "CONVENTION"]
+           "split_rows", "best_k", "empirical_k", "mean_std", "depth_tag", "CONVENTION", "PREDICTORS", "PROFILES",
+           "predictor_counts", "predictor_status", "count_phrase", "MISSING"]

@@ -1,7 +1,8 @@
 """The work of a sweep as job functions (top-level, taking task objects, so that submitit can pickle them).
 
 * :func:`train_cohorts_job` trains cohorts one after the other; each cohort is saved atomically to its folder
-  and gets one row (stable-rank profile, steps, PSNR) in ``results/cohort-<source>_<backbone>.jsonl``.
+  and gets one row (stable-rank profiles — sr(W), sr(H) uncentred and centred, sr(W) at initialisation and
+  Δsr, with their argmax depths — steps, PSNR) in ``results/cohort-<source>_<backbone>.jsonl``.
 * :func:`run_fits_job` fits chunks of :class:`~inrlens.sweep.plan.FitTask` (one stack per chunk) and appends one
   row per fit to its own ``results/fits-*.jsonl`` file, skipping keys already in any results file.
 
@@ -119,15 +120,17 @@ def train_cohort_job(cohort: CohortTask, results_dir: str, threads: int = 1, dev
         tmp = final.parent / f".{final.name}.{uuid.uuid4().hex[:8]}.tmp"
         store.save_stack(stack, tmp, {"regime": "cohort", "key": cohort.key, "members": list(cohort.images),
                                       "steps_run": fr.steps_run, "seconds": fr.seconds, "psnr": [r.psnr for r in res],
-                                      "source": cohort.source, "grid": list(cohort.grid)})
+                                      "source": cohort.source, "grid": list(cohort.grid), "seed": cohort.seed})
         if final.exists():  # an incomplete folder left by a killed job (cohort_ready was False)
             shutil.rmtree(final)
         os.replace(tmp, final)
     stack, meta = store.load_stack(final)
-    prof = profile(stack, tuple(cohort.grid))
+    prof = profile(stack, tuple(cohort.grid), init_seed=cohort.seed)  # the encoder was drawn from the cohort seed
     psnrs = [p for p in meta.get("psnr", []) if p is not None]
     row = {"kind": "cohort", "key": cohort.key, "source": cohort.source, "backbone": cohort.backbone,
            "sr_w": prof.sr_w, "sr_h": prof.sr_h, "k_w": prof.k_w, "k_h": prof.k_h, "grid": list(prof.grid_shape),
+           "sr_h_centred": prof.sr_h_centred, "k_h_centred": prof.k_h_centred, "sr_w_init": prof.sr_w_init,
+           "delta_sr": prof.delta_sr, "k_delta": prof.k_delta, "seed": cohort.seed,
            "steps_run": meta.get("steps_run"), "seconds": meta.get("seconds"),
            "psnr_mean": float(sum(psnrs) / len(psnrs)) if psnrs else None, "images": list(cohort.images),
            "net": to_dict(cohort.net), "train": to_dict(cohort.train), "data": to_dict(cohort.data), "res": cohort.res,
