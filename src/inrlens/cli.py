@@ -38,6 +38,7 @@ COMMANDS: dict[str, str] = {
     "rank": "inrlens.commands.study:Rank",
     "report": "inrlens.commands.study:Report",
     "reproduce": "inrlens.commands.reproduce:Reproduce",
+    "ladder": "inrlens.commands.ladder:Ladder",
 }
 EXIT_BAD_INPUT = 2
 EXIT_BUG = 1
@@ -216,7 +217,7 @@ def _save_traceback(e: BaseException, argv: list[str]) -> str | None:
 
 def _interrupt_hint(name: str | None) -> str:
     """How to continue after Ctrl-C, naming only flags the command has."""
-    if name == "sweep":
+    if name in ("sweep", "ladder"):
         return "rerun the same command to continue (finished fits are kept)"
     cls = _load(COMMANDS[name]) if name in COMMANDS else None
     if cls is not None and "resume" in {f.name for f in dataclasses.fields(cls)}:
