@@ -377,3 +377,55 @@ def test_reproduce_end_to_end_and_resume(tmp_path, capsys):
     inv = json.loads((run / "timings.json").read_text())["invocations"]
     assert len(inv) == 2 and all(set(STAGES) <= set(i) for i in inv)
     assert "over 2 invocation(s)" in (run / "report.md").read_text()
+
+
+# ------------------------------------------------------------------------------------------- per-backbone settings
+def test_per_backbone_settings_resolve_in_one_place(tmp_path):
+    """A per_backbone entry changes exactly that backbone's cohorts and fits: their keys equal those of a sweep
+    that sets the same values for every backbone, the other backbone's keys do not move, and a spec without the
+    table keeps the keys it had (per_backbone is left out of key_dict while unset)."""
+    from dataclasses import replace
+
+    from inrlens.config import TrainConfig, key_dict
+    from inrlens.rules import backbone_spec
+    from inrlens.sweep import SweepSpec, make_plan, spec_from_dict
+
+    base = {"data": {"faces": "sample:faces"}, "n_cohort": 3, "n_test": 1, "seeds": [0], "depths": ["none", "random"],
+            "net": {"width": 16, "depth": 3, "ff_features": 16}, "images": {"size": 16}, "lpips": False,
+            "train": {"steps": 15, "lr": 1e-4}, "cohort_train": {"steps": 30, "lr": 1e-4}}
+    plain, _ = spec_from_dict(base)
+    tuned, _ = spec_from_dict({**base, "per_backbone": {"ffmlp": {"lr": 1e-3, "steps": 40, "width": 24, "random_lr": 2e-3}}})
+    assert "per_backbone" not in key_dict(plain) and key_dict(tuned)["per_backbone"]["ffmlp"]["lr"] == 1e-3
+    assert backbone_spec(plain, "ffmlp") is plain and backbone_spec(tuned, "siren") is tuned
+    eff = backbone_spec(tuned, "ffmlp")
+    assert (eff.net.width, eff.train.steps, eff.train.lr, eff.random_lr, eff.per_backbone) == (24, 40, 1e-3, 2e-3, None)
+    # the same values given to the whole sweep
+    same = replace(plain, net=replace(plain.net, width=24), train=TrainConfig(steps=40, lr=1e-3), random_lr=2e-3)
+    p_plain, p_tuned, p_same = (make_plan(s, tmp_path) for s in (plain, tuned, same))
+    by = lambda p, b: sorted((f.key, f.lr, f.regime) for f in p.fits if f.backbone == b)  # noqa: E731
+    assert by(p_tuned, "siren") == by(p_plain, "siren")
+    assert by(p_tuned, "ffmlp") == by(p_same, "ffmlp") != by(p_plain, "ffmlp")
+    assert {f.lr for f in p_tuned.fits if f.backbone == "ffmlp"} == {1e-3, 2e-3}
+    co = {c.backbone: c for c in p_tuned.cohorts}
+    assert co["ffmlp"].net.width == 24 and co["siren"].net.width == 16
+    assert co["ffmlp"].key == {c.backbone: c for c in p_same.cohorts}["ffmlp"].key
+    for bad, msg in (({"nope": {}}, "unknown backbone 'nope'"), ({"ffmlp": {"lr": 0}}, "per_backbone.ffmlp: lr must be"),
+                     ({"ffmlp": {"depth": 3}}, "unknown setting"), ({"siren": {"width": 0}}, "width must be >= 1")):
+        with pytest.raises(ValueError, match=msg):
+            spec_from_dict({**base, "per_backbone": bad}, source="f.toml")
+    assert SweepSpec().per_backbone is None
+
+
+def test_per_backbone_steps_reach_the_fits(tmp_path):
+    """The jobs fit each backbone with its own test-time steps and lr (the rows record them)."""
+    from inrlens.store import read_rows
+    from inrlens.sweep import ExecSpec, run_sweep, spec_from_dict
+
+    spec, _ = spec_from_dict({"data": {"faces": "sample:faces"}, "n_cohort": 2, "n_test": 1, "seeds": [0],
+                              "depths": ["none"], "net": {"width": 8, "depth": 2, "ff_features": 8}, "lpips": False,
+                              "images": {"size": 8}, "train": {"steps": 5, "lr": 1e-4}, "cohort_train": {"steps": 3},
+                              "per_backbone": {"ffmlp": {"steps": 7, "lr": 3e-3}}})
+    run_sweep(spec, ExecSpec(cluster="debug", jobs=1), tmp_path, log=lambda *a: None)
+    rows = {r["backbone"]: r for r in read_rows(tmp_path / "results") if r.get("kind") == "fit"}
+    assert (rows["siren"]["steps_run"], rows["siren"]["lr"]) == (5, 1e-4)
+    assert (rows["ffmlp"]["steps_run"], rows["ffmlp"]["lr"], rows["ffmlp"]["train"]["steps"]) == (7, 3e-3, 7)

@@ -9,8 +9,9 @@ The defaults and where they come from are described in docs/protocol.md.
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from typing import Iterable, Literal, Sequence, Union
+from typing import Any, Iterable, Literal, Sequence, Union
 
 import numpy as np
 
@@ -112,6 +113,44 @@ def ff_sigma_for(sigma_at_256: float, res: int | float) -> float:
     return float(sigma_at_256) * float(res) / 256.0
 
 
+BACKBONE_FIELDS: dict[str, tuple[str, str]] = {
+    "width": ("net", "width"),
+    "ff_features": ("net", "ff_features"),
+    "steps": ("train", "steps"),
+    "lr": ("train", "lr"),
+    "cohort_steps": ("cohort_train", "steps"),
+    "cohort_lr": ("cohort_train", "lr"),
+    "random_lr": ("", "random_lr"),
+}
+"""Per-backbone settings of a sweep and the sweep field each one replaces: (nested config, field), or ("", field)
+for a top-level field. ``steps`` and ``lr`` are the test-time schedule (freeze-k and no-freeze fits)."""
+
+
+def backbone_spec(spec: Any, backbone: str) -> Any:
+    """The sweep settings one backbone runs with: ``spec`` with the entry ``spec.per_backbone[backbone]``
+    applied (each set field of it replaces the sweep field :data:`BACKBONE_FIELDS` names), and ``per_backbone``
+    cleared. Without an entry for ``backbone`` this is ``spec`` itself, so keys are unchanged.
+
+    The one place that resolves per-backbone settings: the sweep's plan and jobs, ``inrlens reproduce`` and
+    ``inrlens calibrate`` all call it."""
+    table = getattr(spec, "per_backbone", None) or {}
+    over = table.get(backbone)
+    if over is None:
+        return spec
+    nested: dict[str, dict[str, Any]] = {}
+    top: dict[str, Any] = {}
+    for name, (group, fld) in BACKBONE_FIELDS.items():
+        v = getattr(over, name)
+        if v is None:
+            continue
+        if group:
+            nested.setdefault(group, {})[fld] = v
+        else:
+            top[fld] = v
+    kw = {g: dataclasses.replace(getattr(spec, g), **f) for g, f in nested.items()}
+    return dataclasses.replace(spec, **kw, **top, per_backbone=None)
+
+
 def check_seeds(seeds: Sequence[int], what: str = "--seeds") -> tuple[int, ...]:
     """Seeds as a tuple; one-line error when empty or repeated (a repeated seed would fit the same member twice)."""
     seeds = tuple(int(s) for s in seeds)
@@ -123,4 +162,4 @@ def check_seeds(seeds: Sequence[int], what: str = "--seeds") -> tuple[int, ...]:
 
 
 __all__ = ["Regime", "Depth", "COHORT_LR", "TRANSFER_LR", "STD_DDOF", "lr_for", "parse_depths", "freeze_of", "depth_label",
-           "mean_std", "ff_sigma_for", "check_seeds"]
+           "mean_std", "ff_sigma_for", "check_seeds", "BACKBONE_FIELDS", "backbone_spec"]

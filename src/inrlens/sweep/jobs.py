@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import DataConfig, to_dict
+from ..rules import backbone_spec
 from .plan import CohortTask, FitTask, load_dataset
 from .spec import SweepSpec, key_hash
 
@@ -48,7 +49,7 @@ def _auto_cap(spec: SweepSpec, f: FitTask, limit: int = 64) -> int:
     """Members per stack that fit the memory budget of a CPU job, at most ``limit``."""
     from ..memory import members_per_chunk
 
-    net = replace(spec.net, backbone=f.backbone)
+    net = replace(backbone_spec(spec, f.backbone).net, backbone=f.backbone)
     start = 0 if f.freeze is None else f.freeze + 1
     h, w = f.shape
     return max(1, min(limit, members_per_chunk(net, h * w, f.channels, start, device="cpu")))
@@ -179,7 +180,7 @@ def run_fits_job(chunks: list[Chunk], results_file: str, spec: SweepSpec, thread
             continue
         f0 = todo[0]
         by_name = _signals(f0.target_path, spec.images)
-        tr = replace(train, lr=f0.lr)
+        tr = replace(train, steps=backbone_spec(spec, f0.backbone).train.steps, lr=f0.lr)  # per-backbone steps
         for part in _stacks(todo):
             sigs = [by_name[n] for n in dict.fromkeys(f.image for f in part)]
             seeds = list(dict.fromkeys(f.seed for f in part))

@@ -10,7 +10,9 @@ and path), backbone, member images, net, schedule, seed, image loading and resol
 regime, source, target, backbone, freeze depth, image, seed, learning rate, the hashes of the test-time
 schedule and of the image loading, the LPIPS switch, and either its cohort's key (transfer) or its net's hash
 (random init). These inputs are fixed: changing them would make existing runs redo every fit. A test pins keys
-computed by earlier versions. The run folder and its files are described in docs/run-folder.md.
+computed by earlier versions. The run folder and its files are described in docs/run-folder.md. Each of these
+is the backbone's own setting when the spec has a ``per_backbone`` entry for it (:func:`inrlens.rules.backbone_spec`),
+so a key depends on the settings a fit ran with, not on how the spec spelled them.
 
 Tasks are frozen dataclasses of plain values, so they pickle for submitit; jobs reload images and cohorts
 from disk themselves.
@@ -25,7 +27,7 @@ from pathlib import Path
 from typing import Literal
 
 from ..config import DataConfig, NetConfig, TrainConfig
-from ..rules import Depth, ff_sigma_for, freeze_of, lr_for, parse_depths
+from ..rules import Depth, backbone_spec, ff_sigma_for, freeze_of, lr_for, parse_depths
 from .spec import SweepSpec, key_dict, key_hash, parse_data
 
 
@@ -140,7 +142,9 @@ def select_datasets(spec: SweepSpec) -> tuple[dict[str, str], list[str], list[st
 
 
 def net_for(spec: SweepSpec, backbone: str, res: int) -> NetConfig:
-    """The swept architecture for a backbone, with FFMLP's σ scaled to the resolution ``res``."""
+    """The swept architecture for a backbone (its ``per_backbone`` settings applied), with FFMLP's σ scaled to
+    the resolution ``res``."""
+    spec = backbone_spec(spec, backbone)
     net = replace(spec.net, backbone=backbone)
     if backbone == "ffmlp" and spec.sigma_at_256 is not None:
         net = replace(net, ff_sigma=ff_sigma_for(spec.sigma_at_256, res))
@@ -157,6 +161,7 @@ def _most_common(shapes: Sequence[tuple[int, int]]) -> tuple[int, int]:
 
 def cohort_task(spec: SweepSpec, ds: _Dataset, backbone: str, run_dir: Path) -> CohortTask:
     """The cohort of one (source, backbone)."""
+    spec = backbone_spec(spec, backbone)
     res = spec.images.size or max(max(ds.shape[n]) for n in ds.cohort)
     net = net_for(spec, backbone, res)
     ident = {"source": ds.name, "path": ds.path, "backbone": backbone, "images": list(ds.cohort), "net": key_dict(net),
@@ -176,6 +181,7 @@ def _fit_key(spec: SweepSpec, ident: dict, source: str | None, target: str, back
 
 def random_fit(spec: SweepSpec, ds: _Dataset, backbone: str, image: str, seed: int) -> FitTask:
     """The random-init baseline of one (backbone, test image, seed): a single-signal fit, no source."""
+    spec = backbone_spec(spec, backbone)
     net = net_for(spec, backbone, spec.images.size or max(ds.shape[image]))
     lr = lr_for("random", backbone, spec.random_lr)
     ident = {"regime": "random", "net": key_hash(net), "lr": lr}
@@ -187,6 +193,7 @@ def random_fit(spec: SweepSpec, ds: _Dataset, backbone: str, image: str, seed: i
 
 def transfer_fit(spec: SweepSpec, cohort: CohortTask, ds: _Dataset, freeze: int | None, image: str, seed: int) -> FitTask:
     """A freeze-k (or no-freeze, ``freeze=None``) fit of one test image from a cohort's encoder."""
+    spec = backbone_spec(spec, cohort.backbone)
     lr = lr_for("transfer", cohort.backbone, spec.train.lr)
     ident = {"regime": "transfer", "cohort": cohort.key, "lr": lr}
     key = _fit_key(spec, ident, cohort.source, ds.name, cohort.backbone, freeze, image, seed)

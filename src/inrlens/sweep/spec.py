@@ -17,8 +17,9 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
+import tyro
 from tyro.conf import UseAppendAction
 
 from ..config import DataConfig, NetConfig, TrainConfig, config_hash, from_dict, key_dict, register_key_fields, to_dict
@@ -26,6 +27,38 @@ from ..rules import check_seeds, parse_depths
 
 Cluster = Literal["local", "debug", "slurm"]
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class BackboneSettings:
+    """Settings of one backbone that differ from the sweep's (the ``per_backbone`` table of a sweep file or
+    preset, e.g. ``per_backbone = { ffmlp = { lr = 1e-3, width = 48 } }``); unset fields keep the sweep's value.
+    Resolved by :func:`inrlens.rules.backbone_spec`."""
+
+    width: int | None = None
+    """Hidden width (net.width)."""
+    ff_features: int | None = None
+    """FFMLP Fourier features m (net.ff_features)."""
+    steps: int | None = None
+    """Test-time steps of the freeze-k and no-freeze fits (train.steps)."""
+    lr: float | None = None
+    """Test-time learning rate of the freeze-k and no-freeze fits (train.lr)."""
+    cohort_steps: int | None = None
+    """Cohort step limit (cohort_train.steps)."""
+    cohort_lr: float | None = None
+    """Cohort learning rate (cohort_train.lr)."""
+    random_lr: float | None = None
+    """Learning rate of the random-init baseline (random_lr)."""
+
+    def __post_init__(self) -> None:
+        for name in ("width", "ff_features", "steps", "cohort_steps"):
+            v = getattr(self, name)
+            if v is not None and v < 1:
+                raise ValueError(f"{name} must be >= 1, got {v}")
+        for name in ("lr", "cohort_lr", "random_lr"):
+            v = getattr(self, name)
+            if v is not None and not (math.isfinite(v) and v > 0):
+                raise ValueError(f"{name} must be a finite number > 0, got {v!r}")
 
 
 @dataclass(frozen=True)
@@ -69,9 +102,14 @@ class SweepSpec:
     """How images are loaded (size, square crop, channels)."""
     lpips: bool = True
     """Compute LPIPS (NaN when its weights are absent)."""
+    per_backbone: Annotated[dict[str, BackboneSettings] | None, tyro.conf.Suppress] = None
+    """Per-backbone settings that replace the sweep's for one backbone (width, ff_features, steps, lr,
+    cohort_steps, cohort_lr, random_lr; :class:`BackboneSettings`), e.g. ``{ffmlp = {lr = 1e-3}}``; None = the
+    same settings for every backbone. Given in sweep files and presets (not as a flag)."""
 
     def __post_init__(self) -> None:
         from ..backbones import backbone_names
+        from ..rules import backbone_spec
 
         known = backbone_names()
         if not self.backbones:
@@ -88,6 +126,23 @@ class SweepSpec:
         parse_depths(self.depths, self.net.depth)
         if self.random_lr is not None and not (math.isfinite(self.random_lr) and self.random_lr > 0):
             raise ValueError(f"random_lr must be a finite number > 0, got {self.random_lr!r}")
+        if self.per_backbone is not None:
+            if not isinstance(self.per_backbone, dict):
+                raise ValueError(f"per_backbone: expected a table {{backbone = {{field = value}}}}, got {self.per_backbone!r}")
+            table = {}
+            for name, v in self.per_backbone.items():
+                if name not in known:
+                    raise ValueError(f"per_backbone: unknown backbone {name!r}; registered: {', '.join(known)}")
+                try:
+                    table[name] = v if isinstance(v, BackboneSettings) else from_dict(BackboneSettings, v, f"per_backbone.{name}")
+                except ValueError as e:
+                    raise ValueError(str(e).replace("unknown field(s)", "unknown setting(s)", 1)) from None
+            object.__setattr__(self, "per_backbone", table or None)  # typed entries; an empty table means none
+            for b in self.backbones:
+                try:
+                    backbone_spec(self, b)  # the resolved settings must be a valid sweep (e.g. wire's even width)
+                except ValueError as e:
+                    raise ValueError(f"per_backbone.{b}: {e}") from None
 
 
 @dataclass(frozen=True)
@@ -125,6 +180,7 @@ class ExecSpec:
 # ------------------------------------------------------------------------------------------------ keys
 register_key_fields(SweepSpec, ("data", "sources", "targets", "backbones", "depths", "seeds", "n_cohort", "n_test", "split_seed",
                                "cohort_seed", "net", "sigma_at_256", "cohort_train", "train", "random_lr", "images", "lpips"))
+register_key_fields(BackboneSettings, ("width", "ff_features", "steps", "lr", "cohort_steps", "cohort_lr", "random_lr"))
 
 
 def key_hash(obj: Any) -> str:
@@ -260,5 +316,5 @@ def resolve_specs(config: str | Path | None, flags: SweepSpec, exec_flags: ExecS
     return merge_flags(file_spec, flags), merge_flags(file_ex or ExecSpec(), exec_flags)
 
 
-__all__ = ["Cluster", "SweepSpec", "ExecSpec", "key_dict", "key_hash", "run_config", "parse_data",
+__all__ = ["Cluster", "BackboneSettings", "SweepSpec", "ExecSpec", "key_dict", "key_hash", "run_config", "parse_data",
            "load_spec_file", "spec_from_dict", "merge_flags", "resolve_specs"]
