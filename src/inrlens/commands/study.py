@@ -62,12 +62,18 @@ class Sweep:
 
 @dataclass(frozen=True)
 class Rank:
-    """Stable-rank profile of a trained encoder and the freeze depth it predicts (k* = argmax sr(W))."""
+    """Stable-rank profiles of a trained encoder and the freeze depths they predict: k* = argmax sr(W) (the
+    paper's predictor), argmax sr(H) of the uncentred and of the centred activations, and argmax Δsr, the change
+    sr(W) − sr(W at initialisation). See docs/protocol.md (stable rank)."""
 
     encoder: Positional[Path]
     """Folder of a saved cohort (cfg.json + model.safetensors)."""
     grid: tuple[int, int] | None = None
     """H W of the grid for the activation ranks; default: the cohort's recorded grid, else 64 64."""
+    init_seed: int | None = None
+    """Seed the encoder was initialised from, for sr(W) at initialisation and Δsr; default: the seed the
+    checkpoint records (a sweep's cohort), else the one its `inrlens cohort` run folder records; without one,
+    those columns are left out."""
 
     def run(self) -> None:
         from ..probes.rank import profile
@@ -77,12 +83,39 @@ class Rank:
             raise ValueError(f"--grid: H and W must be >= 1, got {self.grid[0]} {self.grid[1]}")
         stack, meta = load_stack(self.encoder)
         shape = self.grid if self.grid is not None else tuple(meta.get("grid") or (64, 64))
-        prof = profile(stack, shape)
-        rows = [{"layer": ell, "sr_w": w, "sr_h": h, "pred_w": "*" if ell == prof.k_w else "", "pred_h": "*" if ell == prof.k_h else ""}
-                for ell, (w, h) in enumerate(zip(prof.sr_w, prof.sr_h))]
-        print_table(rows, ["layer", "sr_w", "sr_h", "pred_w", "pred_h"],
-                    f"{self.encoder} ({stack.cfg.backbone}, width {stack.cfg.width}); sr(H) on the {shape[0]}x{shape[1]} grid")
-        print(f"predicted freeze depth k* = argmax sr(W) = {prof.k_w}; argmax sr(H) = {prof.k_h}")
+        seed, where = (self.init_seed, "--init-seed") if self.init_seed is not None else recorded_seed(self.encoder, meta)
+        prof = profile(stack, shape, init_seed=seed)
+        tags = [("W", prof.k_w), ("H", prof.k_h), ("Hc", prof.k_h_centred), ("dsr", prof.k_delta)]
+        rows = []
+        for ell in range(len(prof.sr_w)):
+            rows.append({"layer": ell, "sr_w": prof.sr_w[ell], "sr_w_init": prof.sr_w_init[ell] if prof.sr_w_init else None,
+                         "delta_sr": prof.delta_sr[ell] if prof.delta_sr else None, "sr_h": prof.sr_h[ell],
+                         "sr_h_centred": prof.sr_h_centred[ell], "argmax_of": " ".join(t for t, k in tags if k == ell)})
+        init = f"init seed {seed} ({where})" if seed is not None else "no init seed recorded (pass --init-seed for sr_w_init, delta_sr)"
+        print_table(rows, ["layer", "sr_w", "sr_w_init", "delta_sr", "sr_h", "sr_h_centred", "argmax_of"],
+                    f"{self.encoder} ({stack.cfg.backbone}, width {stack.cfg.width}); sr(H) on the {shape[0]}x{shape[1]} grid; {init}")
+        delta = f"{prof.k_delta}" if prof.k_delta is not None else "n/a (no init seed)"
+        print(f"predicted freeze depth k* = argmax sr(W) = {prof.k_w}; argmax sr(H) = {prof.k_h}; "
+              f"argmax sr(H) centred = {prof.k_h_centred}; argmax Δsr = {delta}")
+        print("argmax_of: W = sr(W), H = sr(H) uncentred, Hc = sr(H) centred (mean over the grid subtracted), "
+              "dsr = Δsr = sr(W) − sr(W) at initialisation")
+
+
+def recorded_seed(encoder: Path, meta: dict) -> tuple[int | None, str]:
+    """(the encoder's initialisation seed, where it was found): the checkpoint's ``meta["seed"]`` (a sweep's
+    cohort), else the ``seed`` of the ``inrlens cohort`` run.json in the same folder; (None, "") when neither."""
+    import json
+
+    if meta.get("seed") is not None:
+        return int(meta["seed"]), "checkpoint meta"
+    run_json = Path(encoder) / "run.json"
+    try:
+        conf = json.loads(run_json.read_text()) if run_json.is_file() else {}
+    except (OSError, ValueError):
+        conf = {}
+    if isinstance(conf, dict) and conf.get("cmd") == "cohort" and isinstance(conf.get("seed"), int):
+        return int(conf["seed"]), "run.json"
+    return None, ""
 
 
 def _check_report_paths(run_dir: Path, out: Path | None) -> None:
