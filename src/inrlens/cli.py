@@ -34,6 +34,7 @@ COMMANDS: dict[str, str] = {
     "sae": "inrlens.commands.sae:Sae",
     "atoms": "inrlens.commands.sae:Atoms",
     "ablate": "inrlens.commands.sae:Ablate",
+    "steer": "inrlens.commands.steer:Steer",
     "sweep": "inrlens.commands.study:Sweep",
     "rank": "inrlens.commands.study:Rank",
     "report": "inrlens.commands.study:Report",

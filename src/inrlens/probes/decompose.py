@@ -85,6 +85,14 @@ class SaeFiles:
         return self.path / ATOMS_NAME
 
     @property
+    def steer(self) -> Path:
+        """steer.safetensors: renders of the top atoms steered at α ∈ STEER_SCALES (written by :func:`atom_maps_for`;
+        layout in :func:`inrlens.probes.steer.steer_renders`)."""
+        from .steer import STEER_NAME
+
+        return self.path / STEER_NAME
+
+    @property
     def gallery(self) -> Path:
         return self.path / GALLERY_NAME
 
@@ -429,6 +437,8 @@ class AtomMaps:
     """(n,) fraction of the grid where each atom fires (z_j > τ)."""
     mean_act: Tensor
     """(n,) mean of z_j over the grid."""
+    steer: dict[str, Tensor] | None = None
+    """What steer.safetensors holds (:func:`inrlens.probes.steer.steer_renders`); None when no renders were made."""
 
     @property
     def layer(self) -> int:
@@ -443,16 +453,30 @@ def _saes_or_fail(run: SaeRun, layers: Sequence[int], what: str) -> list[SaeFile
 
 
 def atom_maps_for(run: str | Path | SaeRun, top: int = 16, layers: Sequence[int] = (),
-                  device: str | torch.device = "cpu") -> list[AtomMaps]:
+                  device: str | torch.device = "cpu", steer_scales: Sequence[float] | None = None,
+                  steer_top: int | None = None) -> list[AtomMaps]:
     """For every saved SAE of the run (``layers`` non-empty: only those): codes z = SAE(h_ℓ) on the member's
     grid, the ``top`` atoms by mean magnitude and their maps z_j reshaped to (H, W); writes atoms.safetensors
     (atom (m,) int64, maps (m, H, W) float16, firing_rate, mean_act (m,) float32, mean_top (H, W) float32 =
-    mean of the m maps) in each SAE folder and returns the same data."""
+    mean of the m maps) in each SAE folder and returns the same data.
+
+    Steering renders for the atlas: the first ``steer_top`` (None = probes.steer.STEER_TOP) of those atoms,
+    each steered alone at every α of ``steer_scales`` (None = probes.steer.STEER_SCALES), are written to
+    steer.safetensors (:func:`inrlens.probes.steer.steer_renders`); ``steer_scales=()`` or ``steer_top=0``
+    writes none and removes an older steer.safetensors (its renders would belong to other atoms)."""
     from .atoms import atom_maps, load_stats, save_tensors
     from .sae import load_sae
+    from .steer import STEER_SCALES, STEER_TOP, steer_renders
 
     if top < 1:
         raise ValueError("--top must be >= 1")
+    scales = tuple(STEER_SCALES if steer_scales is None else steer_scales)
+    steer_top = STEER_TOP if steer_top is None else int(steer_top)
+    if steer_top < 0:
+        raise ValueError("steer_top must be >= 0")
+    for a in scales:
+        if not math.isfinite(float(a)):
+            raise ValueError(f"steering scale {a} is not a finite number")
     run = _as_run(run)
     ctx = MemberContext.from_run(run, device)
     saes = _saes_or_fail(run, layers, " for the requested layers" if layers else "")
@@ -465,7 +489,13 @@ def atom_maps_for(run: str | Path | SaeRun, top: int = 16, layers: Sequence[int]
         maps = atom_maps(codes, ids, ctx.shape)  # (m, H, W)
         save_tensors({"atom": ids, "maps": maps.half(), "firing_rate": stats.firing_rate[ids], "mean_act": stats.mean_act[ids],
                       "mean_top": maps.mean(0).float()}, s.atoms)
-        out.append(AtomMaps(ctx.condition, s, ids, maps.cpu(), stats.firing_rate, stats.mean_act))
+        renders = None
+        if scales and steer_top:
+            renders = steer_renders(ctx, model, s.layer, ids[:steer_top].tolist(), scales, codes)
+            save_tensors(renders, s.steer)
+        else:
+            s.steer.unlink(missing_ok=True)
+        out.append(AtomMaps(ctx.condition, s, ids, maps.cpu(), stats.firing_rate, stats.mean_act, renders))
     return out
 
 
