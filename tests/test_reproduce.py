@@ -429,3 +429,31 @@ def test_per_backbone_steps_reach_the_fits(tmp_path):
     rows = {r["backbone"]: r for r in read_rows(tmp_path / "results") if r.get("kind") == "fit"}
     assert (rows["siren"]["steps_run"], rows["siren"]["lr"]) == (5, 1e-4)
     assert (rows["ffmlp"]["steps_run"], rows["ffmlp"]["lr"], rows["ffmlp"]["train"]["steps"]) == (7, 3e-3, 7)
+
+
+# ------------------------------------------------------------------------------------------- paper analogues
+def test_regime_check_uses_the_analogue_band():
+    """faces plays CelebA: its no-freeze mean (42 and 44 → 43) is compared with SIREN's CelebA band (43 dB) and
+    FFMLP's (33–35); a target with neither a paper name nor an analogue has no band; 'kodak' needs no mapping."""
+    from inrlens import stats as S
+
+    rows = [_fit("siren", "A", "faces", "none", 42.0, "a"), _fit("siren", "A", "faces", "none", 44.0, "b"),
+            _fit("ffmlp", "A", "faces", "none", 40.0, "a"), _fit("ffmlp", "A", "faces", "none", 40.0, "b"),
+            _fit("siren", "A", "other", "none", 30.0), _fit("siren", "A", "Kodak", "none", 36.0)]
+    plain = {(r["backbone"], r["target"]): r for r in tables.regime_check(rows)}
+    assert plain[("siren", "faces")]["paper"] is None and plain[("siren", "faces")]["flag"] == "paper band unknown"
+    got = {(r["backbone"], r["target"]): r for r in tables.summarise(rows, {"faces": "celeba"})["regime"]}
+    assert got[("siren", "faces")]["paper"] == [43.0, 43.0] and got[("siren", "faces")]["mean"] == 43.0
+    assert got[("siren", "faces")]["flag"].startswith("inside") and got[("siren", "faces")]["paper_dataset"] == "celeba"
+    # FFMLP 40 dB vs 33–35 + 3 = 38 → outside by 2.00 dB
+    assert got[("ffmlp", "faces")]["flag"] == "outside the band by 2.00 dB"
+    assert got[("siren", "other")]["paper"] is None and got[("siren", "other")]["paper_dataset"] is None
+    # Kodak by its own name: 30–31 + 3 = 34 → 36 is outside by 2.00
+    assert got[("siren", "Kodak")]["paper"] == [30.0, 31.0] and got[("siren", "Kodak")]["flag"] == "outside the band by 2.00 dB"
+    md = tables.regime_table({"regime": list(got.values())})
+    assert "| siren | faces (as celeba) |" in md and "| siren | Kodak |" in md and "| siren | other |" in md
+    assert S.band_distance(39.0, (43.0, 43.0)) == 1.0 and S.band_distance(46.0, (43.0, 43.0)) == 0.0
+    for bad, msg in (({"faces": "imagenet"}, "not one of the paper's datasets"), ({"x": "celeba"}, "'x' is not a dataset")):
+        with pytest.raises(ValueError, match=msg):
+            S.check_analogues(bad, ["faces"])
+    assert S.check_analogues({"faces": "CelebA"}, ["faces"]) == {"faces": "celeba"}

@@ -350,9 +350,55 @@ FAILED_DB = 20.0
 """Below this mean PSNR the fits failed to fit the images at all."""
 
 
-def paper_band(backbone: str, target: str) -> tuple[float, float] | None:
-    """The paper's no-freeze (low, high) in dB for (backbone, target dataset name, case-insensitive), or None."""
-    return PAPER_NO_FREEZE_DB.get(str(backbone).lower(), {}).get(str(target).lower())
+PAPER_DATASETS: tuple[str, ...] = ("celeba", "oasis", "kodak")
+"""The paper's datasets, as the keys of :data:`PAPER_NO_FREEZE_DB` name them: CelebA-HQ faces, OASIS axial MRI
+slices, Kodak photographs."""
+
+
+def check_analogues(analogues: Mapping[str, str] | None, datasets: Iterable[str] | None = None) -> dict[str, str]:
+    """A mapping {dataset name: paper dataset} checked: every value one of :data:`PAPER_DATASETS` (any case; returned
+    in lower case), every key a string and, when ``datasets`` is given, one of them. One-line ValueError otherwise."""
+    out: dict[str, str] = {}
+    if not analogues:
+        return out
+    if not isinstance(analogues, Mapping):
+        raise ValueError(f"analogues: expected a table {{dataset = paper dataset}}, got {analogues!r}")
+    names = None if datasets is None else list(datasets)
+    for k, v in analogues.items():
+        if not isinstance(k, str) or not isinstance(v, str):
+            raise ValueError(f"analogues: expected dataset = \"paper dataset\" strings, got {k!r} = {v!r}")
+        if v.lower() not in PAPER_DATASETS:
+            raise ValueError(f"analogues: {k} = {v!r} is not one of the paper's datasets ({', '.join(PAPER_DATASETS)})")
+        if names is not None and k not in names:
+            raise ValueError(f"analogues: {k!r} is not a dataset ({', '.join(names)})")
+        out[k] = v.lower()
+    return out
+
+
+def paper_name(target: str, analogues: Mapping[str, str] | None = None) -> str | None:
+    """The paper dataset a target is compared with: its analogue when ``analogues`` names one, else the target's
+    own name when it is a paper dataset (case-insensitive), else None."""
+    mapped = (analogues or {}).get(target)
+    if mapped is not None:
+        return str(mapped).lower()
+    t = str(target).lower()
+    return t if t in PAPER_DATASETS else None
+
+
+def paper_band(backbone: str, target: str, analogues: Mapping[str, str] | None = None) -> tuple[float, float] | None:
+    """The paper's no-freeze (low, high) in dB for (backbone, target dataset), or None. The target is the paper's
+    dataset name (case-insensitive) or a dataset that ``analogues`` maps to one (:func:`paper_name`)."""
+    name = paper_name(target, analogues)
+    return None if name is None else PAPER_NO_FREEZE_DB.get(str(backbone).lower(), {}).get(name)
+
+
+def band_distance(mean: float, band: tuple[float, float] | None, tol: float = BAND_TOL_DB) -> float:
+    """dB between ``mean`` and the band widened by ``tol`` on both sides: 0 inside, positive outside; NaN without
+    a band or a finite mean."""
+    if band is None or not _finite(mean):
+        return math.nan
+    lo, hi = band[0] - tol, band[1] + tol
+    return max(lo - mean, mean - hi, 0.0)
 
 
 def regime_flag(mean: float, band: tuple[float, float] | None, tol: float = BAND_TOL_DB) -> str:
@@ -375,4 +421,5 @@ def regime_flag(mean: float, band: tuple[float, float] | None, tol: float = BAND
 
 __all__ = ["LEVEL", "betainc", "t_cdf", "t_quantile", "unit_values", "pair_diffs", "paired_differences", "mean_ci",
            "stratified_ci", "welch_ci", "verdict", "count_verdict", "best_set", "agreement", "fmt_ci", "PAPER_NO_FREEZE_DB",
-           "BAND_TOL_DB", "SATURATED_DB", "FAILED_DB", "paper_band", "regime_flag"]
+           "BAND_TOL_DB", "SATURATED_DB", "FAILED_DB", "PAPER_DATASETS", "check_analogues", "paper_name", "paper_band",
+           "band_distance", "regime_flag"]

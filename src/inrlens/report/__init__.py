@@ -3,11 +3,12 @@
 from pathlib import Path as _Path
 
 
-def write_report(run_dir, out=None) -> list[_Path]:
+def write_report(run_dir, out=None, analogues=None) -> list[_Path]:
     """Freeze-study tables (Markdown + LaTeX), figures (PNG + PDF) and summary.json from a run's results.
 
     run_dir: a sweep folder (its results/ is read) or any folder / file of result JSONL rows.
-    out: where to write (default run_dir/report). Returns the written paths. Raises FileNotFoundError when no
+    out: where to write (default run_dir/report). analogues: {target: paper dataset} for the regime check in
+    summary.json (:func:`inrlens.stats.paper_name`). Returns the written paths. Raises FileNotFoundError when no
     fit rows are found.
     """
     from ..store import REPORT_DIR, RESULTS_DIR, atomic_write_json, atomic_write_text, read_rows
@@ -18,7 +19,7 @@ def write_report(run_dir, out=None) -> list[_Path]:
         raise FileNotFoundError(f"{run_dir}: no such run folder")
     src = run_dir / RESULTS_DIR if (run_dir / RESULTS_DIR).is_dir() else run_dir
     rows = read_rows(src)
-    summary = tables.summarise(rows)
+    summary = tables.summarise(rows, analogues)
     if not summary["table1"]:
         raise FileNotFoundError(f"{run_dir}: no freeze-sweep result rows found")
     out = _Path(out) if out is not None else (run_dir if run_dir.is_dir() else run_dir.parent) / REPORT_DIR

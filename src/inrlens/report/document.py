@@ -464,12 +464,14 @@ def versions(rows: Iterable[dict[str, Any]]) -> dict[str, Any]:
 
 def build(run_dir: Path, meta: dict[str, Any], sweep_rows: Sequence[dict[str, Any]], sae_rows: Sequence[dict[str, Any]],
           abl_rows: Sequence[dict[str, Any]], figures: Sequence[Path] = (), sae_figures: Sequence[Path] = (), galleries: Sequence[tuple[str, Path]] = (),
-          ablation_figs: Sequence[tuple[str, Path]] = (), atlas: Path | None = None) -> tuple[str, list[Finding]]:
-    """The report as Markdown (and the findings it states). Paths are written relative to run_dir."""
+          ablation_figs: Sequence[tuple[str, Path]] = (), atlas: Path | None = None,
+          analogues: dict[str, str] | None = None) -> tuple[str, list[Finding]]:
+    """The report as Markdown (and the findings it states). Paths are written relative to run_dir. ``analogues``
+    {target: paper dataset} tells the regime check which paper band a target is compared with."""
     from . import tables
 
     run_dir = Path(run_dir)
-    summary = tables.summarise(sweep_rows) if sweep_rows else None
+    summary = tables.summarise(sweep_rows, analogues) if sweep_rows else None
     if summary is not None and not summary["table1"]:
         summary = None
     fs = findings(summary, sae_rows, abl_rows)

@@ -148,10 +148,11 @@ def _ci(ci: tuple[float, float, float, int]) -> dict[str, Any]:
     return {"mean": m, "lo": lo, "hi": hi, "n": n}
 
 
-def regime_check(fits: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+def regime_check(fits: Sequence[dict[str, Any]], analogues: dict[str, str] | None = None) -> list[dict[str, Any]]:
     """Per (backbone, target): this run's no-freeze PSNR (mean ± std, n over every source's no-freeze fits)
-    beside the paper's (low, high) band for that dataset name (None when the paper has none) and a flag in words
-    (:func:`inrlens.stats.regime_flag`)."""
+    beside the paper's (low, high) band for that dataset (None when the paper has none) and a flag in words
+    (:func:`inrlens.stats.regime_flag`). ``analogues`` {target: paper dataset} names the paper dataset a target
+    stands in for (:func:`inrlens.stats.paper_name`); ``paper_dataset`` records which one was used."""
     vals: dict[tuple[str, str], list[float]] = defaultdict(list)
     for (b, _s, t, d), rs in groups(fits).items():
         if d == "none":
@@ -159,13 +160,14 @@ def regime_check(fits: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     out = []
     for (b, t) in sorted(vals, key=lambda x: (backbone_order(x[0]), x[0], x[1])):
         m, sd = mean_std(vals[(b, t)])
-        band = S.paper_band(b, t)
+        band = S.paper_band(b, t, analogues)
         out.append({"backbone": b, "target": t, "mean": m, "std": sd, "n": len(vals[(b, t)]),
-                    "paper": list(band) if band else None, "flag": S.regime_flag(m, band)})
+                    "paper": list(band) if band else None, "paper_dataset": S.paper_name(t, analogues),
+                    "flag": S.regime_flag(m, band)})
     return out
 
 
-def summarise(rows: Iterable[dict[str, Any]]) -> dict[str, Any]:
+def summarise(rows: Iterable[dict[str, Any]], analogues: dict[str, str] | None = None) -> dict[str, Any]:
     """Every number the tables and figures show, as one JSON-able dict.
 
     Besides means and stds (``stats``), it holds the per-unit PSNRs (``units``: "b|s|t|d" → {"image|seed": dB})
@@ -229,7 +231,7 @@ def summarise(rows: Iterable[dict[str, Any]]) -> dict[str, Any]:
     for b, d in per_bb.items():
         averages[b] = {k: float(np.mean(v)) if v else math.nan for k, v in d.items() if k != "gain"}
         averages[b]["gain"] = _ci(S.mean_ci(d["gain"]))
-    return {"table1": t1, "predictions": preds, "averages": averages, "regime": regime_check(fits), "level": S.LEVEL,
+    return {"table1": t1, "predictions": preds, "averages": averages, "regime": regime_check(fits, analogues), "level": S.LEVEL,
             "stats": {"|".join(k): v for k, v in stats.items()}, "units": {"|".join(k): v for k, v in U.items()},
             "n_fits": len(fits), "n_cohorts": len(cohorts)}
 
@@ -384,11 +386,14 @@ def regime_table(summary: dict[str, Any], latex: bool = False) -> str:
     for r in summary.get("regime", []):
         p = r.get("paper")
         paper = "—" if not p else (f"{p[0]:g}" if p[0] == p[1] else f"{p[0]:g}–{p[1]:g}")
-        rows.append([r["backbone"], r["target"], _pm(r["mean"], r["std"]), str(r["n"]), paper, r["flag"]])
+        pd = r.get("paper_dataset")
+        target = r["target"] if pd in (None, str(r["target"]).lower()) else f"{r['target']} (as {pd})"
+        rows.append([r["backbone"], target, _pm(r["mean"], r["std"]), str(r["n"]), paper, r["flag"]])
     cap = (f"Regime check: no-freeze test PSNR (mean ± std over every source's no-freeze fits of the target) beside the "
            f"paper's no-freeze column. Inside the band = within ±{S.BAND_TOL_DB:g} dB of the paper's values; saturated = "
            f"above {S.SATURATED_DB:g} dB (fits near lossless, depth effects compressed); failed = below {S.FAILED_DB:g} dB. "
-           "— = the paper reports no value for this target name (band unknown; the paper's datasets are "
+           "(as X) = this run's stand-in for the paper's dataset X (a preset's [study] analogues). "
+           "— = the paper reports no value for this target (band unknown; the paper's datasets are "
            + ", ".join(sorted({t for d in S.PAPER_NO_FREEZE_DB.values() for t in d})) + ").")
     return _table(header, rows, latex, cap, "llrrrl")
 
