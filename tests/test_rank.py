@@ -164,7 +164,6 @@ def _close(printed: str, value: float) -> bool:
 
 def _trained_cohort(seed: int, width: int = 8, depth: int = 3):
     from conftest import tiny_signals
-
     from inrlens.config import TrainConfig
     from inrlens.fit import fit_cohort
 
@@ -216,7 +215,6 @@ def test_rank_cli_reads_the_seed_of_an_inrlens_cohort_run(tmp_path, capsys):
     """An `inrlens cohort` folder: its checkpoint meta has no seed, its run.json does; rank uses that seed and its
     sr(W) at init equals numpy on cohort_stack(cfg, C, n, seed)."""
     from conftest import tiny_signals
-
     from inrlens.cli import main
     from inrlens.config import TrainConfig
     from inrlens.store import load_stack
@@ -239,10 +237,9 @@ def test_sweep_cohort_row_records_every_predictor(tmp_path):
     """A tiny real sweep (debug cluster, 16 px, width 8, cohort seed 3): the cohort row holds the new fields,
     equal to profile() recomputed from the saved checkpoint with the seed its meta records; the old fields are
     unchanged; and the re-drawn init is the encoder the cohort started from (numpy on cohort_stack)."""
-    from test_sweep import tiny_spec, write_set
-
     from inrlens.store import load_stack, read_rows
     from inrlens.sweep import ExecSpec, run_sweep
+    from test_sweep import tiny_spec, write_set
 
     sets = {"rgb": write_set(tmp_path / "rgb", 5, 16, 3, 0), "gray": write_set(tmp_path / "gray", 5, 16, 1, 7)}
     spec = tiny_spec(sets, sources=("rgb",), targets=("gray",), depths=("none",), seeds=(0,), n_test=1, cohort_seed=3)

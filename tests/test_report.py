@@ -197,3 +197,151 @@ def test_report_md_has_regime_check_and_findings_intervals(results, tmp_path):
     assert md.count("sample standard deviation (ddof = 1)") == 2  # the findings intro and Table 1's caption
     f3 = {f.id: f for f in fs}["F3"]
     assert "95% CI" in f3.measured and "(n=24)" in f3.measured  # 4 pairs × 3 images × 2 seeds
+
+
+# ------------------------------------------------------------------------------------------------ four predictors
+# Sources A, B, D: deterministic offsets (every paired difference is constant, so each best-k set is the best depth
+# alone); C: noisy, no difference significant, so its best-k set holds every depth (undecided). One target T.
+PRED_BUMP = {"A": {"none": 0.0, 0: 1.0, 1: 3.0, 2: -2.0}, "B": {"none": 0.0, 0: 2.0, 1: 1.0, 2: 0.5},
+             "D": {"none": 0.0, 0: 1.0, 1: 3.0, 2: -2.0}}
+PRED_NOISY_C = {"none": [30.0, 30.0, 30.0], 0: [30.0, 32.0, 31.0], 1: [31.0, 30.5, 31.6], 2: [30.8, 31.9, 30.2]}
+# (sr_w, sr_h, sr_h_centred, sr_w_init, delta_sr); D is a row written before the newer fields existed
+PRED_COHORTS = {
+    "A": ([1.5, 6.0, 4.0], [9.0, 3.0, 2.0], [10.0, 30.0, 20.0], [1.4, 5.5, 2.0], [0.1, 0.5, 2.0]),   # W 1 ✓, H 0 ✗, Hc 1 ✓, Δ 2 ✗
+    "B": ([1.5, 5.0, 7.0], [9.5, 4.0, 1.0], [12.0, 28.0, 15.0], [1.0, 4.9, 6.95], [0.5, 0.1, 0.05]),  # W 2 ✗, H 0 ✓, Hc 1 ✗, Δ 0 ✓
+    "C": ([6.0, 5.0, 4.0], [1.0, 2.0, 3.0], [1.0, 5.0, 2.0], [5.0, 4.5, 3.9], [1.0, 0.5, 0.1]),       # all ? (every depth in the set)
+    "D": ([1.0, 8.0, 2.0], [1.0, 5.0, 2.0], None, None, None),                                          # W 1 ✓, H 1 ✓, new ones —
+}
+
+
+def _am(v):
+    return max(range(len(v)), key=lambda i: (v[i], -i))
+
+
+def predictor_rows() -> list[dict]:
+    rows = []
+    for src in "ABCD":
+        for d in ("none", 0, 1, 2):
+            for i in range(3):
+                v = PRED_NOISY_C[d][i] if src == "C" else 30.0 + PRED_BUMP[src][d] + 0.5 * i
+                rows.append({"kind": "fit", "key": f"{src}{d}{i}", "backbone": "siren", "source": src, "target": "T",
+                             "regime": "transfer", "freeze": None if d == "none" else d, "image": f"im{i}", "seed": 0,
+                             "status": "ok", "psnr": v, "ssim": 0.5, "lpips": 0.2})
+        sw, sh, shc, w0, dsr = PRED_COHORTS[src]
+        co = {"kind": "cohort", "key": f"c{src}", "source": src, "backbone": "siren", "sr_w": sw, "sr_h": sh, "k_w": _am(sw),
+              "k_h": _am(sh), "grid": [16, 16], "psnr_mean": 31.0, "steps_run": 100}
+        if shc is not None:
+            co.update(sr_h_centred=shc, k_h_centred=_am(shc), sr_w_init=w0, delta_sr=dsr, k_delta=_am(dsr))
+        if src in "AB":
+            co["net"] = {"backbone": "siren", "width": 256, "depth": 3}
+        rows.append(co)
+    return rows
+
+
+def _line(md: str, text: str) -> str:
+    (ln,) = [x for x in md.splitlines() if text in x]
+    return ln
+
+
+def test_four_predictors_marks_and_counts():
+    from inrlens.report.tables import combo_tables, predictions_table, table1
+
+    s = summarise(predictor_rows())
+    t1 = {r["source"]: r for r in s["table1"]}
+    assert [t1[x]["best_set"] for x in "ABD"] == [[1], [0], [1]] and t1["C"]["best_k"] == 1 and t1["C"]["best_set"] == [0, 1, 2]
+    want = {"A": ("agrees", "disagrees", "agrees", "disagrees"), "B": ("disagrees", "agrees", "disagrees", "agrees"),
+            "C": ("undecided",) * 4, "D": ("agrees", "agrees", "n/a", "n/a")}
+    for src, st in want.items():
+        assert (t1[src]["w_status"], t1[src]["h_status"], t1[src]["hc_status"], t1[src]["d_status"]) == st, src
+    preds = {p["source"]: p for p in s["predictions"]}
+    for src, st in want.items():
+        assert (preds[src]["w_status"], preds[src]["h_status"], preds[src]["hc_status"], preds[src]["d_status"]) == st, src
+
+    md = table1(s)
+    assert "| argmax sr(W) | argmax sr(H) | argmax sr(H) centred | argmax Δsr |" in md
+    assert _line(md, "| A → T |").endswith("| 1 ✓ | 0 ✗ | 1 ✓ | 2 ✗ |")
+    assert _line(md, "| B → T |").endswith("| 2 ✗ | 0 ✓ | 1 ✗ | 0 ✓ |")
+    assert _line(md, "| C → T |").endswith("| 0 ? | 2 ? | 1 ? | 0 ? |")
+    assert _line(md, "| D → T |").endswith("| 1 ✓ | 1 ✓ | — | — |")
+    # counts over the 4 pairs; the newer predictors over the 3 pairs whose cohort row records them
+    assert "argmax sr(W) agrees in 2/4 (significantly worse in 1, undecided in 1)" in md
+    assert "argmax sr(H) agrees in 2/4 (significantly worse in 1, undecided in 1)" in md
+    assert "argmax sr(H) centred agrees in 1/3 of the 3 pairs whose cohort row records it (significantly worse in 1, undecided in 1)" in md
+    assert "argmax Δsr agrees in 1/3 of the 3 pairs whose cohort row records it (significantly worse in 1, undecided in 1)" in md
+    tex = table1(s, latex=True)
+    assert "Δ" not in tex and "$\\Delta$sr" in tex and "---" in tex
+
+    pm = predictions_table(s)
+    assert _line(pm, "| A | siren |").startswith("| A | siren | 1 ✓ | 0 ✗ | 1 ✓ | 2 ✗ | 1 | {1} | 1.5 / 6.0 / 4.0 | 9.0 / 3.0 / 2.0 | "
+                                               "10.0 / 30.0 / 20.0 | 1.4 / 5.5 / 2.0 | 0.1 / 0.5 / 2.0 |")
+    assert _line(pm, "| D | siren |").endswith("| 1 ✓ | 1 ✓ | — | — | 1 | {1} | 1.0 / 8.0 / 2.0 | 1.0 / 5.0 / 2.0 | — | — | — |")
+    assert ("argmax sr(W) agrees in 2/4 (significantly worse in 1, undecided in 1), argmax sr(H) in 2/4 (significantly worse in 1, "
+            "undecided in 1), argmax sr(H) centred in 1/3 of the 3 configurations whose cohort row records it (significantly worse "
+            "in 1, undecided in 1), argmax Δsr in 1/3 of the 3 configurations") in pm
+
+    per = combo_tables(s)
+    assert "| k | sr(W_k) | sr(H_k) | sr(H_k) centred | Δsr_k |" in per
+    assert "| **1** | 6.00 | 3.00 | 30.00 | 0.50 |" in per  # A → T, best k = 1
+    assert "| 2 | 7.00 | 1.00 | 15.00 | 0.05 |" in per  # B → T, k = 2
+    assert "| **1** | 8.00 | 5.00 | — | — |" in per  # D → T: the row has no centred sr(H), no Δsr
+    assert "| no freeze |  |  |  |  |" in per
+
+
+def test_findings_f2_counts_every_predictor_and_compares_sr_h_definitions():
+    from inrlens.report import document
+
+    f2 = document.finding_f2(summarise(predictor_rows()))
+    assert ("argmax sr(W) = best depth in 2/4, argmax sr(H) in 2/4, argmax sr(H) centred in 1/3 of the 3 configurations whose "
+            "cohort row records it, argmax Δsr in 1/3 of the 3 configurations whose cohort row records it") in f2.measured
+    assert ("significantly worse: sr(W) 1, sr(H) 1, sr(H) centred 1, Δsr 1; undecided: sr(W) 1, sr(H) 1, sr(H) centred 1, "
+            "Δsr 1") in f2.measured
+    assert "A/siren: sr(W)→1, sr(H)→0, sr(H) centred→1, Δsr→2, best 1 set {1}" in f2.measured
+    assert "D/siren: sr(W)→1, sr(H)→1, sr(H) centred→—, Δsr→—, best 1 set {1}" in f2.measured
+    # agreement rate: paper 4/6 ≈ 0.667; uncentred 2/4 = 0.5 (off by 0.167), centred 1/3 (off by 0.333)
+    assert "paper 4/6, uncentred 2/4, centred 1/3 → closer: uncentred" in f2.measured
+    # per-layer: the width-256 SIREN cohorts A, B: sr(H₁) uncentred (3 + 4)/2 = 3.5, centred (30 + 28)/2 = 29 vs ≈ 32
+    assert ("siren width 256, sr(H) at layer 1: paper ≈ 32, this run uncentred 3.5, centred 29.0 (mean over 2 cohort(s)) → "
+            "closer: centred") in f2.measured
+    assert f2.verdict == "partly agrees"  # sr(W): 2 agree, 1 disagrees of 4
+
+
+def test_rows_without_new_predictors_still_report(results, tmp_path):
+    """The fixture's cohort rows predate the centred sr(H) and Δsr: every table, the findings and the figure are
+    still written, with "—" where those predictors would be."""
+    from inrlens.report import document
+    from inrlens.report.tables import combo_tables, predictions_table, table1
+    from inrlens.store import read_rows
+
+    s = summarise(read_rows(results))
+    md = table1(s)
+    assert _line(md, "| A → A |").endswith("| 1 ✓ | 0 ✗ | — | — |")
+    assert "argmax sr(H) centred: not recorded" in md and "argmax Δsr: not recorded" in md
+    assert _line(predictions_table(s), "| A | siren |").endswith("| — | — | — |")
+    assert "| **1** | 6.00 | 3.00 | — | — |" in combo_tables(s)
+    f2 = document.finding_f2(s)
+    assert "argmax sr(H) centred not recorded, argmax Δsr not recorded" in f2.measured
+    assert "definitions cannot be compared" in f2.measured and "none are compared" in f2.measured
+    out = tmp_path / "rep"
+    write_report(results, out)
+    assert (out / "stable_rank_siren.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_rank_figure_with_every_profile(tmp_path, monkeypatch):
+    """Panel A draws sr(W), sr(W) at init (dashed), sr(H) and centred sr(H) with the row's values; panel D (an
+    older row) draws only sr(W) and sr(H); the files are written."""
+    from inrlens.report import figures
+
+    drawn = []
+    save = figures._save
+    monkeypatch.setattr(figures, "_save", lambda fig, stem: (drawn.append(fig), save(fig, stem))[1])
+    paths = figures.rank_profiles(summarise(predictor_rows()), "siren", tmp_path)
+    assert [p.suffix for p in paths] == [".png", ".pdf"] and paths[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    (fig,) = drawn
+    where = {tuple(ax.get_position().bounds): ax.get_title().split(":")[0] for ax in fig.axes if ax.get_title()}
+    curves: dict[str, list] = {}  # panel's source → [(ydata, linestyle)] over its two y axes (a twin shares the position)
+    for ax in fig.axes:
+        curves.setdefault(where[tuple(ax.get_position().bounds)], []).extend(
+            (list(ln.get_ydata()), ln.get_linestyle()) for ln in ax.get_lines() if len(ln.get_ydata()) == 3)
+    sw, sh, shc, w0, _ = PRED_COHORTS["A"]
+    assert (sw, "-") in curves["A"] and (w0, "--") in curves["A"] and (sh, "-") in curves["A"] and (shc, "-") in curves["A"]
+    assert len(curves["D"]) == 2 and (PRED_COHORTS["D"][0], "-") in curves["D"] and (PRED_COHORTS["D"][1], "-") in curves["D"]
