@@ -282,3 +282,95 @@ def test_hostile_names_in_headless_chromium(tmp_path):
         finally:
             browser.close()
     assert errors == []
+
+
+# --------------------------------------------------------------------------------------- steering control
+def steering_conditions() -> list[Condition]:
+    """make_conditions with steering renders (α = 0, 0.5, 2, 4) on the first two atoms of every layer of condition 0."""
+    from inrlens.report.atlas import Steering
+
+    rng = np.random.default_rng(1)
+    conds = make_conditions()
+    for lay in conds[0].layers:
+        lay.recon = rng.uniform(0, 1, (16, 16, 3)).astype(np.float32)
+        for a in lay.atoms[:2]:
+            imgs = np.stack([np.clip(lay.recon + (s - 1) * 0.2 * a.map[..., None], 0, 1) for s in (0.0, 0.5, 2.0, 4.0)])
+            a.steer = Steering([0.0, 0.5, 2.0, 4.0], imgs, np.abs(imgs - lay.recon).mean(-1),
+                               [20.0, 30.0, 25.0, 15.0], [18.0, 19.0, 17.0, 12.0])
+    return conds
+
+
+def test_steering_renders_are_embedded(tmp_path):
+    conds = steering_conditions()
+    html = write_atlas(conds, tmp_path / "atlas").read_text()
+    data = json.loads(_data_block(html))
+    lay = data["conditions"][0]["layers"][0]
+    st = lay["atoms"][0]["steer"]
+    assert st["alphas"] == [0.0, 0.5, 2.0, 4.0] and len(st["img"]) == len(st["diff"]) == 4
+    a0 = conds[0].layers[0].atoms[0]
+    assert st["diff_max"] == pytest.approx(float(a0.steer.diffs.max()))
+    assert st["psnr_inr"] == [20.0, 30.0, 25.0, 15.0]
+    assert [a["steer"] is None for a in lay["atoms"]] == [False, False] + [True] * 4
+    assert data["conditions"][1]["layers"][0]["recon"] is None
+    n_imgs = sum(1 + (a.err_map is not None) + (8 if a.steer is not None else 0) for c in conds for lay in c.layers for a in lay.atoms)
+    n_imgs += sum(lay.recon is not None for c in conds for lay in c.layers)
+    assert html.count("data:image/png;base64,") == n_imgs
+
+
+@pytest.mark.browser
+def test_steering_control_in_headless_chromium(tmp_path):
+    exe = _browser_or_skip()
+    from playwright.sync_api import sync_playwright
+
+    conds = steering_conditions()
+    path = write_atlas(conds, tmp_path / "atlas")
+    lay = atlas_data(conds)["conditions"][0]["layers"][0]
+    steered = [a for a in lay["atoms"] if a["steer"]]
+    plain = next(a for a in lay["atoms"] if not a["steer"])
+    errors: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1100, "height": 900})
+            page.on("console", lambda m: errors.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
+            page.on("pageerror", lambda e: errors.append(f"page error: {e}"))
+            page.on("request", lambda r: errors.append(f"network request: {r.url}") if not r.url.startswith(("file:", "data:")) else None)
+            page.goto(path.as_uri())
+            page.wait_for_selector("#atom-list li")
+            a = steered[0]
+            page.click(f'#atom-list li[data-atom="{a["id"]}"]')
+            labels = page.eval_on_selector_all("#steer-alphas button", "els => els.map(e => e.textContent)")
+            assert labels == ["α = 0 (removed)", "α = 0.5", "α = 1 (original)", "α = 2", "α = 4"]
+            src = lambda sel: page.get_attribute(sel, "src")  # noqa: E731
+            # α = 2 is shown first
+            assert page.get_attribute("#steer-alphas button.on", "data-alpha") == "2"
+            assert src("#steer-img") == a["steer"]["img"][2] and src("#steer-diff") == a["steer"]["diff"][2]
+            # each button swaps the render and its difference map
+            seen = {src("#steer-img")}
+            for i, alpha in enumerate(["0", "0.5", "2", "4"]):
+                page.click(f'#steer-alphas button[data-alpha="{alpha}"]')
+                assert src("#steer-img") == a["steer"]["img"][i] and src("#steer-diff") == a["steer"]["diff"][i]
+                assert page.get_attribute("#steer-alphas button.on", "data-alpha") == alpha
+                assert page.get_attribute(f'#steer-alphas button[data-alpha="{alpha}"]', "aria-pressed") == "true"
+                seen.add(src("#steer-img"))
+            assert len(seen) == 4
+            assert "0 … " in page.inner_text("#steer-diff-cap") and "PSNR vs f 15.00 dB" in page.inner_text("#steer-img-cap")
+            # α = 1: the original reconstruction, no difference map
+            before = src("#steer-img")
+            page.click('#steer-alphas button[data-alpha="1"]')
+            assert src("#steer-img") == lay["recon"] != before and src("#steer-diff") is None
+            # the chosen α stays when moving to another steered atom
+            page.click('#steer-alphas button[data-alpha="0.5"]')
+            page.click(f'#atom-list li[data-atom="{steered[1]["id"]}"]')
+            assert src("#steer-img") == steered[1]["steer"]["img"][1]
+            # an atom without renders hides the control and says so
+            page.click(f'#atom-list li[data-atom="{plain["id"]}"]')
+            assert page.eval_on_selector("#steer", "e => e.classList.contains('none')")
+            assert page.eval_on_selector_all("#steer-alphas button", "els => els.length") == 0
+            assert "no steering renders" in page.inner_text("#steer-note")
+            # a condition without any renders works too
+            page.select_option("#condition", "1")
+            assert page.eval_on_selector("#steer", "e => e.classList.contains('none')")
+        finally:
+            browser.close()
+    assert errors == []

@@ -3,7 +3,7 @@
 (function () {
   const data = JSON.parse(document.getElementById("atlas-data").textContent);
   const $ = (id) => document.getElementById(id);
-  const state = { c: 0, l: 0, sort: "magnitude", atom: null };
+  const state = { c: 0, l: 0, sort: "magnitude", atom: null, alpha: 2 };
 
   const fmt = (v, d) => (v === null || v === undefined || !isFinite(v)) ? "n/a" : Number(v).toFixed(d);
   const pct = (v) => (v === null || v === undefined || !isFinite(v)) ? "n/a" : (100 * v).toFixed(1) + " %";
@@ -91,6 +91,70 @@
     });
   }
 
+  // Steering: the atom's renders at its scales α, plus α = 1 (the layer's unsteered reconstruction).
+  function steerAlphas(a) {
+    if (!a.steer) return [];
+    const xs = a.steer.alphas.slice();
+    if (layer().recon && xs.indexOf(1) < 0) xs.push(1);
+    return xs.sort((x, y) => x - y);
+  }
+
+  function alphaLabel(x) {
+    return "α = " + x + (x === 1 ? " (original)" : x === 0 ? " (removed)" : "");
+  }
+
+  function showAlpha(a) {
+    const s = a.steer, x = state.alpha, i = s.alphas.indexOf(x);
+    for (const b of $("steer-alphas").children) {
+      const on = b.dataset.alpha === String(x);
+      b.classList.toggle("on", on);
+      b.setAttribute("aria-pressed", on ? "true" : "false");
+    }
+    const img = $("steer-img"), dm = $("steer-diff");
+    if (i < 0) {  // α = 1: nothing changes
+      img.src = layer().recon;
+      dm.removeAttribute("src");
+      dm.classList.add("empty");
+      $("steer-img-cap").textContent = "α = 1: the original reconstruction f";
+      $("steer-diff-cap").textContent = "no difference at α = 1";
+      return;
+    }
+    img.src = s.img[i];
+    dm.src = s.diff[i];
+    dm.classList.remove("empty");
+    $("steer-img-cap").textContent = "steered f′ at " + alphaLabel(x) + " · PSNR vs f " + fmt(s.psnr_inr[i], 2) + " dB, vs image " + fmt(s.psnr_img[i], 2) + " dB";
+    $("steer-diff-cap").textContent = "|f′ − f| (channel mean), scale 0 … " + fmt(s.diff_max, 4) + " shared by every α of this atom";
+  }
+
+  function showSteer(a) {
+    const bar = $("steer-alphas");
+    bar.innerHTML = "";
+    const xs = steerAlphas(a);
+    if (!xs.length) {
+      $("steer").classList.add("none");
+      $("steer-note").textContent = "no steering renders for this atom (they are stored for the strongest atoms of each SAE)";
+      $("steer-img").removeAttribute("src");
+      $("steer-diff").removeAttribute("src");
+      return;
+    }
+    $("steer").classList.remove("none");
+    $("steer-note").textContent = "α = 1 keeps the atom, 0 removes it, 2 doubles it; choose α:";
+    if (xs.indexOf(state.alpha) < 0) state.alpha = xs.indexOf(2) >= 0 ? 2 : xs[xs.length - 1];
+    xs.forEach((x) => {
+      const b = document.createElement("button");
+      b.type = "button";
+      b.dataset.alpha = String(x);
+      b.textContent = alphaLabel(x);
+      b.addEventListener("click", () => { state.alpha = x; showAlpha(a); setHash(a.id); });
+      bar.appendChild(b);
+    });
+    showAlpha(a);
+  }
+
+  function setHash(id) {
+    location.hash = "c=" + state.c + "&l=" + state.l + "&a=" + id + "&s=" + state.sort + "&x=" + state.alpha;
+  }
+
   function select(id) {
     const atoms = layer().atoms;
     const a = atoms.find((x) => x.id === id) || order()[0];
@@ -117,7 +181,8 @@
     for (const li of $("atom-list").children) li.classList.toggle("selected", li.dataset.atom === String(a.id));
     const cur = $("atom-list").querySelector("li.selected");
     if (cur && cur.scrollIntoView) cur.scrollIntoView({ block: "nearest" });
-    location.hash = "c=" + state.c + "&l=" + state.l + "&a=" + a.id + "&s=" + state.sort;
+    showSteer(a);
+    setHash(a.id);
   }
 
   function step(delta) {
@@ -141,6 +206,8 @@
     if (c >= 0 && c < data.conditions.length) state.c = c;
     if (l >= 0 && l < cond().layers.length) state.l = l;
     if (h.get("s") in KEYS) state.sort = h.get("s");
+    const x = parseFloat(h.get("x"));
+    if (isFinite(x)) state.alpha = x;
     return isFinite(a) ? a : null;
   }
 

@@ -9,6 +9,9 @@ atom: the atom map z_j(x) (viridis, scaled to the atom's own maximum, which is p
 mean magnitude, and — for ablated atoms — the ablation error map |f' − f| (magma, scaled to its maximum), the
 PSNR drop, the locality and the firing-region fraction. Atoms can be sorted by magnitude, PSNR drop or firing
 rate; the layer's SAE diagnostics (R², alive %, ρ, PSNR with ĥ substituted) are shown above the atoms.
+For atoms with steering renders, buttons over the rendered scales α (plus α = 1, the original reconstruction)
+swap the steered reconstruction f′ (h′ = h + (α − 1)·z_j·d_j at the layer, :mod:`inrlens.probes.steer`) and its
+difference map |f′ − f| (magma, one scale shared by all α of the atom, which is printed).
 
 Input layout (written by ``inrlens sae | atoms | ablate``; paths from :class:`inrlens.probes.decompose.SaeRun`,
 documented in docs/run-folder.md)::
@@ -17,6 +20,7 @@ documented in docs/run-folder.md)::
     <sae run>/results.jsonl                     one diagnostics row per (layer, n, k)
     <sae run>/saes/L{ℓ}_n{n}_k{k}/atoms.safetensors     atom ids, maps (m, H, W), firing_rate, mean_act
     <sae run>/saes/L{ℓ}_n{n}_k{k}/ablation.safetensors  atom ids, err_maps, psnr_drop, locality, region_frac
+    <sae run>/saes/L{ℓ}_n{n}_k{k}/steer.safetensors     atom ids, scales, images, diffs, psnr_vs_inr/image, original
 
 :func:`collect` reads that layout into :class:`Condition` objects; :func:`write_atlas` renders any list of
 them, so the page can also be built from data computed elsewhere.
@@ -58,6 +62,24 @@ class Atom:
     """Fraction of the grid where the atom fires (the locality a uniform error would get)."""
     err_map: np.ndarray | None = None
     """(H, W) |f' − f| on [0, 1], channel mean (None: not ablated)."""
+    steer: Steering | None = None
+    """Renders of the atom steered at a few scales α (None: none stored)."""
+
+
+@dataclass
+class Steering:
+    """One atom steered alone at S scales: h' = h + (α − 1)·z_j·d_j at its layer (inrlens.probes.steer)."""
+
+    scales: list[float]
+    """The S values of α."""
+    images: np.ndarray
+    """(S, H, W, C) steered reconstructions f' on [0, 1], C ∈ {1, 3}."""
+    diffs: np.ndarray
+    """(S, H, W) |f' − f| on [0, 1], channel mean."""
+    psnr_vs_inr: list[float | None] = field(default_factory=list)
+    """PSNR of f' against the unsteered reconstruction f (dB; None: f' = f or not recorded)."""
+    psnr_vs_image: list[float | None] = field(default_factory=list)
+    """PSNR of f' against the image (dB)."""
 
 
 @dataclass
@@ -70,6 +92,8 @@ class Layer:
     atoms: list[Atom]
     stats: dict[str, float] = field(default_factory=dict)
     """SAE diagnostics of the layer (keys of LAYER_STATS that were measured)."""
+    recon: np.ndarray | None = None
+    """(H, W, C) the unsteered reconstruction f on [0, 1], shown at α = 1 (None: no steering renders)."""
 
 
 @dataclass
@@ -119,14 +143,23 @@ def collect(runs: Sequence[str | Path]) -> list[Condition]:
                 for i, j in enumerate(b["atom"].tolist()):
                     abl[int(j)] = (_finite(b["psnr_drop"][i]), _finite(b["locality"][i]), _finite(b["region_frac"][i]),
                                    b["err_maps"][i].astype(np.float32))
+            steer: dict[int, Steering] = {}
+            recon = None
+            if sf.steer.exists():
+                t = load_file(str(sf.steer))
+                scales = [float(x) for x in t["scales"].tolist()]
+                recon = t["original"].astype(np.float32)
+                for i, j in enumerate(t["atom"].tolist()):
+                    steer[int(j)] = Steering(scales, t["images"][i].astype(np.float32), t["diffs"][i].astype(np.float32),
+                                             [_finite(x) for x in t["psnr_vs_inr"][i]], [_finite(x) for x in t["psnr_vs_image"][i]])
             atoms = []
             for i, j in enumerate(a["atom"].tolist()):
                 drop, loc, reg, err = abl.get(int(j), (None, None, None, None))
                 atoms.append(Atom(int(j), float(a["firing_rate"][i]), float(a["mean_act"][i]), a["maps"][i].astype(np.float32),
-                                  drop, loc, reg, err))
+                                  drop, loc, reg, err, steer.get(int(j))))
             row = rows.get((ell, n, k), {})
             stats = {s: v for s in LAYER_STATS if (v := _finite(row.get(s))) is not None}
-            layers.append(Layer(ell, n, k, atoms, stats))
+            layers.append(Layer(ell, n, k, atoms, stats, recon))
         if not layers:
             raise FileNotFoundError(f"{run.root}: no atom maps yet (run `inrlens atoms {run.root}` first)")
         shape = tuple(ctx.get("shape") or layers[0].atoms[0].map.shape)
@@ -150,6 +183,29 @@ def png_uri(img: np.ndarray, cmap: str = "viridis", vmax: float | None = None) -
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
+def image_uri(img: np.ndarray) -> str:
+    """(H, W, C ∈ {1, 3}) image on [0, 1] → 'data:image/png;base64,…' (gray or RGB, 8 bits, clipped)."""
+    from PIL import Image
+
+    a = np.nan_to_num(np.asarray(img, dtype=np.float64), nan=0.0)
+    if a.ndim == 3 and a.shape[2] == 1:
+        a = a[:, :, 0]
+    u8 = (np.clip(a, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(u8, mode="L" if u8.ndim == 2 else "RGB").save(buf, format="PNG", optimize=True)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _steer_data(s: Steering | None) -> dict[str, Any] | None:
+    """An atom's steering renders for the page: one image and one difference map per α (the maps on one scale)."""
+    if s is None or not s.scales:
+        return None
+    top = float(np.max(s.diffs)) if s.diffs.size else 0.0
+    return {"alphas": [float(a) for a in s.scales], "img": [image_uri(x) for x in s.images],
+            "diff": [png_uri(d, "magma", vmax=top) for d in s.diffs], "diff_max": top,
+            "psnr_inr": [_finite(v) for v in s.psnr_vs_inr], "psnr_img": [_finite(v) for v in s.psnr_vs_image]}
+
+
 def atlas_data(conditions: Sequence[Condition], title: str = "inrlens atom atlas") -> dict[str, Any]:
     """The JSON document the page renders (images as data URIs)."""
     conds = []
@@ -162,8 +218,10 @@ def atlas_data(conditions: Sequence[Condition], title: str = "inrlens atom atlas
                               "map_max": float(np.max(a.map)) if a.map.size else 0.0, "psnr_drop": a.psnr_drop, "locality": a.locality,
                               "region_frac": a.region_frac,
                               "err": None if a.err_map is None else png_uri(a.err_map, "magma"),
-                              "err_max": None if a.err_map is None else float(np.max(a.err_map))})
-            layers.append({"layer": lay.layer, "n": lay.n, "k": lay.k, "stats": lay.stats, "atoms": atoms})
+                              "err_max": None if a.err_map is None else float(np.max(a.err_map)),
+                              "steer": _steer_data(a.steer)})
+            layers.append({"layer": lay.layer, "n": lay.n, "k": lay.k, "stats": lay.stats, "atoms": atoms,
+                           "recon": None if lay.recon is None else image_uri(lay.recon)})
         conds.append({"name": c.name, "image": c.image, "shape": list(c.shape), "layers": layers})
     return {"title": title, "conditions": conds}
 
@@ -224,5 +282,5 @@ def build_atlas(runs: Sequence[str | Path], out_dir: str | Path, title: str = "i
     return write_atlas(collect(runs), out_dir, title)
 
 
-__all__ = ["Atom", "Layer", "Condition", "collect", "png_uri", "atlas_data", "script_json", "html_text", "render", "write_atlas",
+__all__ = ["Atom", "Steering", "Layer", "Condition", "collect", "png_uri", "image_uri", "atlas_data", "script_json", "html_text", "render", "write_atlas",
            "build_atlas"]
