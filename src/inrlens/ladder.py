@@ -130,9 +130,10 @@ def rung_name(scale: float, width: int) -> str:
 
 
 def scale_label(scale: float) -> str:
-    """'1/8' for 0.125, '1' for 1.0, '0.3' for 0.3 (a fraction when one with a small denominator is exact)."""
+    """'1/8' for 0.125, '3/8' for 0.375, '1' for 1.0, '0.3' for 0.3 (a fraction when the scale is exactly one
+    with a power of two up to 64 as denominator, else %g)."""
     f = Fraction(float(scale)).limit_denominator(64)
-    if abs(float(f) - float(scale)) > 1e-12:
+    if float(f) != float(scale) or f.denominator & (f.denominator - 1):
         return _num(scale)
     return str(f.numerator) if f.denominator == 1 else f"{f.numerator}/{f.denominator}"
 
@@ -335,7 +336,7 @@ def run_ladder(spec: LadderSpec, ex: ExecSpec, run_dir: str | Path, rungs: Seque
 
     planned = planned if planned is not None else plan_rungs(spec, run_dir, rungs)
     root = prepare_run(run_dir, run_config(spec), resume=True, overwrite=overwrite)
-    _merge_grid(root, [r for r, _ in planned])
+    _merge_grid(root, rung_grid(spec))  # the whole grid asked for, also the rungs not selected this time
     out: list[dict[str, Any]] = []
     errors: list[str] = []
     for i, (rung, plan) in enumerate(planned, 1):
