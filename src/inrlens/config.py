@@ -36,8 +36,10 @@ class NetConfig:
     """Architecture of one INR (Eq. 1 of the paper; docs/protocol.md)."""
 
     backbone: BackboneName = "siren"
-    """A registered backbone: 'siren' (sine activations) or 'ffmlp' (Fourier features + ReLU MLP) are built in;
-    docs/extending.md adds more."""
+    """A registered backbone. Built in: 'siren' (sine activations), 'ffmlp' (Fourier features + ReLU MLP),
+    'gauss' (Gaussian activations), 'wire' (complex Gabor wavelets), 'finer' (variable-periodic sines) and
+    'hashgrid' (multiresolution hash encoding + ReLU MLP); docs/backbones.md describes them, docs/extending.md
+    adds more."""
     width: int = 256
     """Hidden width of every encoder layer [paper]."""
     depth: int = 5
@@ -51,6 +53,32 @@ class NetConfig:
     ff_sigma: float = 10.0
     """FFMLP: std σ of the fixed Gaussian frequency matrix B, in cycles per unit coordinate [guess]. Scale it
     with the image size (σ ≈ 10·res/256) when images are downscaled (docs/protocol.md)."""
+    gauss_scale: float = 10.0
+    """gauss: scale s of the activation exp(−(s·z)²) (σ = 1/(s√2) in the exp(−z²/2σ²) form) [WIRE code: the Gaussian
+    INR's default scale; FINER's image scripts use 30]."""
+    wire_omega0: float = 20.0
+    """wire: frequency ω₀ of the complex Gabor wavelet exp(jω₀z − |s₀z|²), every layer [paper; WIRE's image
+    representation setting, also FINER's WIRE baseline]."""
+    wire_scale: float = 10.0
+    """wire: spread s₀ of the Gabor wavelet's Gaussian window exp(−|s₀z|²), every layer [paper]."""
+    finer_omega0: float = 30.0
+    """finer: frequency ω₀ of sin(ω₀(|z| + 1)z), every layer [FINER code: first and hidden ω₀ = 30]."""
+    finer_first_bias: float | None = None
+    """finer: k of the first layer's bias init U(−k, k); None = nn.Linear's U(±1/√2) for the 2-d input, the FINER
+    code's default (first_bias_scale=None). The paper widens k to shift layer 0 to higher frequencies [FINER code]."""
+    hash_levels: int = 16
+    """hashgrid: number of resolution levels L of the hash encoding [paper]."""
+    hash_features: int = 2
+    """hashgrid: features F per level; γ(x) has L·F entries [paper]."""
+    hash_log2_table: int = 16
+    """hashgrid: log₂ of the table size T per level (2^16 ≈ one entry per pixel of a 256² image) [guess; the
+    paper uses 2^14 to 2^24]."""
+    hash_min_res: int = 16
+    """hashgrid: coarsest grid resolution N_min [paper]."""
+    hash_max_res: int = 512
+    """hashgrid: finest grid resolution N_max, cells per unit side [guess]. instant-ngp matches it to the finest
+    detail of the data: set it to the images' longer side (512 sits between the study's 256 px faces and 768 px
+    Kodak photographs). Fixed per config, so that a cohort's shared table means one function on every grid."""
 
     def __post_init__(self) -> None:
         from .backbones import get_backbone
@@ -60,10 +88,23 @@ class NetConfig:
             raise ValueError(f"width and depth must be >= 1, got width={self.width} depth={self.depth}")
         if self.ff_features < 1 or self.ff_sigma <= 0:
             raise ValueError("ff_features must be >= 1 and ff_sigma > 0")
-        for name in ("omega0", "omega0_first", "ff_sigma"):  # NaN and inf pass a plain "> 0" test
-            v = getattr(self, name)
-            if not (isinstance(v, (int, float)) and v > 0 and v != float("inf")):
+        for name in ("omega0", "omega0_first", "ff_sigma", "gauss_scale", "wire_omega0", "wire_scale", "finer_omega0"):
+            v = getattr(self, name)  # NaN and inf pass a plain "> 0" test
+            if isinstance(v, bool) or not (isinstance(v, (int, float)) and v > 0 and v != float("inf")):
                 raise ValueError(f"{name} must be a finite number > 0, got {v!r}")
+        k = self.finer_first_bias
+        if k is not None and (isinstance(k, bool) or not (isinstance(k, (int, float)) and 0 < k < float("inf"))):
+            raise ValueError(f"finer_first_bias must be None or a finite number > 0, got {k!r}")
+        for name in ("hash_levels", "hash_features", "hash_log2_table", "hash_min_res", "hash_max_res"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
+        if self.hash_log2_table > 30:
+            raise ValueError(f"hash_log2_table must be <= 30 (2^30 entries per level), got {self.hash_log2_table}")
+        if self.hash_max_res < self.hash_min_res:
+            raise ValueError(f"hash_max_res ({self.hash_max_res}) must be >= hash_min_res ({self.hash_min_res})")
+        if self.backbone == "wire" and self.width % 2:
+            raise ValueError(f"wire needs an even width (real and imaginary parts of width/2 complex units), got {self.width}")
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,8 @@
 """Backbone registry: one :class:`Backbone` object per INR architecture, looked up by name.
 
-Built in: ``siren`` (sine activations) and ``ffmlp`` (Fourier features + ReLU MLP), in that order. A backbone
+Built in, in this order: ``siren`` (sine activations), ``ffmlp`` (Fourier features + ReLU MLP), ``gauss``
+(Gaussian activations), ``wire`` (complex Gabor wavelets), ``finer`` (variable-periodic sines) and ``hashgrid``
+(trainable multiresolution hash encoding + ReLU MLP); docs/backbones.md gives their formulas and defaults. A backbone
 registered with :func:`register_backbone` is valid everywhere a name is taken: ``NetConfig.backbone`` and the
 CLI's ``--net.backbone`` choices, every fit, checkpoints, the memory estimate behind chunk sizes, stable ranks,
 SAEs, and the report, which groups backbones in registry order (:func:`backbone_order`). How to write one:
@@ -91,10 +93,19 @@ def backbone_choices() -> object:
 
 # Built-ins last: their modules import inrlens.nets, which imports this package's functions above.
 from .ffmlp import FFMLP, FourierMLP  # noqa: E402
+from .finer import FINER, Finer  # noqa: E402
+from .gauss import GAUSS, Gauss  # noqa: E402
+from .hashgrid import HASHGRID, HashGrid  # noqa: E402
 from .siren import SIREN, Siren  # noqa: E402
+from .wire import WIRE, Wire  # noqa: E402
 
 register_backbone(SIREN)
 register_backbone(FFMLP)
+register_backbone(GAUSS)
+register_backbone(WIRE)
+register_backbone(FINER)
+register_backbone(HASHGRID)
 
 __all__ = ["Backbone", "Encoding", "PLUGIN_ENV", "load_plugins", "register_backbone", "unregister_backbone", "get_backbone",
-           "backbone_names", "backbone_order", "backbone_choices", "Siren", "FourierMLP", "SIREN", "FFMLP"]
+           "backbone_names", "backbone_order", "backbone_choices", "Siren", "FourierMLP", "Gauss", "Wire", "Finer", "HashGrid",
+           "SIREN", "FFMLP", "GAUSS", "WIRE", "FINER", "HASHGRID"]
