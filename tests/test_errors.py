@@ -30,7 +30,7 @@ TINY_NET = ["--data.size", "16", "--net.width", "8", "--net.depth", "2", "--trai
 TINY = [*TINY_NET, "--no-lpips"]
 # the smallest argv that parses, per command (positional paths need not exist: the run is replaced or refused first)
 MINIMAL = {"fit": ["fit", "sample:faces"], "cohort": ["cohort", "sample:faces"], "transfer": ["transfer", "enc", "sample:faces"],
-           "sae": ["sae", "inr", "sample:faces"], "atoms": ["atoms", "run"], "ablate": ["ablate", "run"], "sweep": ["sweep"],
+           "sae": ["sae", "inr", "sample:faces"], "atoms": ["atoms", "run"], "ablate": ["ablate", "run"], "steer": ["steer", "run", "--layer", "0"], "sweep": ["sweep"],
            "rank": ["rank", "enc"], "report": ["report", "run"], "reproduce": ["reproduce"]}
 
 
