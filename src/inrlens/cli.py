@@ -39,6 +39,7 @@ COMMANDS: dict[str, str] = {
     "rank": "inrlens.commands.study:Rank",
     "report": "inrlens.commands.study:Report",
     "reproduce": "inrlens.commands.reproduce:Reproduce",
+    "advise": "inrlens.commands.advise:Advise",
     "ladder": "inrlens.commands.ladder:Ladder",
 }
 EXIT_BAD_INPUT = 2
