@@ -31,7 +31,7 @@ TINY = [*TINY_NET, "--no-lpips"]
 # the smallest argv that parses, per command (positional paths need not exist: the run is replaced or refused first)
 MINIMAL = {"fit": ["fit", "sample:faces"], "cohort": ["cohort", "sample:faces"], "transfer": ["transfer", "enc", "sample:faces"],
            "sae": ["sae", "inr", "sample:faces"], "atoms": ["atoms", "run"], "ablate": ["ablate", "run"], "steer": ["steer", "run", "--layer", "0"], "sweep": ["sweep"],
-           "rank": ["rank", "enc"], "report": ["report", "run"], "reproduce": ["reproduce"]}
+           "rank": ["rank", "enc"], "report": ["report", "run"], "reproduce": ["reproduce"], "advise": ["advise", "model"]}
 
 
 def command_class(name: str) -> type:
