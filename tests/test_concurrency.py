@@ -370,3 +370,24 @@ def test_ablate_refused_while_another_process_owns_the_sae_run_and_no_duplicate_
     assert main(["ablate", str(run), "--layers", "1", "1", "--top", "2", "--device", "cpu"]) == 0
     assert main(["ablate", str(run), "--layers", "1", "--top", "2", "--device", "cpu"]) == 0
     assert len(keys_once(run / "ablations.jsonl")) == 2
+
+
+def test_cohort_retrained_after_its_folder_was_lost_writes_its_key_once(tmp_path):
+    import shutil
+
+    from inrlens.config import DataConfig, NetConfig, TrainConfig
+    from inrlens.sweep import SweepSpec, make_plan
+    from inrlens.sweep.jobs import train_cohort_job
+
+    spec = SweepSpec(data=("faces=sample:faces",), backbones=("siren",), depths=("none",), seeds=(0,), n_cohort=2, n_test=1,
+                     net=NetConfig(width=8, depth=2), cohort_train=TrainConfig(steps=5, lr=1e-3, log_every=5),
+                     train=TrainConfig(steps=4, lr=1e-3, log_every=2), images=DataConfig(size=16), lpips=False)
+    plan = make_plan(spec, tmp_path)
+    cohort = plan.cohorts[0]
+    results = tmp_path / "results"
+    assert train_cohort_job(cohort, str(results))["status"] == "trained"
+    assert train_cohort_job(cohort, str(results))["status"] == "cached"
+    shutil.rmtree(cohort.dir)  # lost (deleted by hand): retrained on the next run
+    assert train_cohort_job(cohort, str(results))["status"] == "trained"
+    rows = store.read_rows(results)
+    assert [r["key"] for r in rows] == [cohort.key]

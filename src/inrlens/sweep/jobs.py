@@ -136,7 +136,8 @@ def train_cohort_job(cohort: CohortTask, results_dir: str, threads: int = 1, dev
            "psnr_mean": float(sum(psnrs) / len(psnrs)) if psnrs else None, "images": list(cohort.images),
            "net": to_dict(cohort.net), "train": to_dict(cohort.train), "data": to_dict(cohort.data), "res": cohort.res,
            "runtime": runtime_info(resolve_device(device), train)}
-    store.append_row(Path(results_dir) / f"cohort-{cohort.source}_{cohort.backbone}.jsonl", row)
+    if cohort.key not in done:  # a cohort retrained after its folder was lost keeps its first row: each key once
+        store.append_row(Path(results_dir) / f"cohort-{cohort.source}_{cohort.backbone}.jsonl", row)
     return {"key": cohort.key, "status": "trained"}
 
 
