@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# GPU check for issue 5: on a CUDA machine with PyTorch preinstalled and no network, run the test suite's
+# GPU check: on a CUDA machine with PyTorch preinstalled and no network, run the test suite's
 # CUDA-marked tests and both benchmarks at paper sizes, in under 8 minutes (stage limits sum to 460 s), writing
 # every figure to ONE file.
 #

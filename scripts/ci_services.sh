@@ -11,7 +11,7 @@ fi
 command -v chromium >/dev/null 2>&1 && echo "ci_services: $(chromium --version 2>/dev/null | head -1)"
 true
 
-# --- SLURM (issue 3): a real one-node cluster for tests/test_slurm.py. Functions, so the section can also be
+# --- SLURM: a real one-node cluster for tests/test_slurm.py. Functions, so the section can also be
 # sourced; idempotent, quiet (details in $CI_SERVICES_LOG), never fails the caller.
 CI_SERVICES_LOG=${CI_SERVICES_LOG:-/tmp/inrlens-ci-services.log}
 _note() { echo "ci_services: $*" >&2; }

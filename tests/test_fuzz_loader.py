@@ -1,4 +1,4 @@
-"""Fuzzing the image loader (issue 6): random bytes, random valid images of random sizes/modes/formats, and
+"""Fuzzing the image loader: random bytes, random valid images of random sizes/modes/formats, and
 damaged copies of them. The loader either returns a well-formed Signal or raises ImageError with one line
 that names the file; nothing else may escape. Valid lossless images must load exactly (checked against the
 array they were written from). Budget: a few hundred examples, well under 30 s.

@@ -1,4 +1,4 @@
-"""Kill and resume (issue 6): real ``inrlens`` processes are SIGKILLed during a fit and in the middle of writing
+"""Kill and resume: real ``inrlens`` processes are SIGKILLed during a fit and in the middle of writing
 a result line; the rerun must finish with every key exactly once and the same numbers as a run that was never
 interrupted (CPU, one thread, so bit-identical).
 """

@@ -1,4 +1,4 @@
-"""Every speed-up of the engine gives the results of the plain path (issue 5), on CPU at 16 px.
+"""Every speed-up of the engine gives the results of the plain path, on CPU at 16 px.
 
 Speed-ups covered: ω₀ folded into the weights (nets.FOLD_OMEGA), bias inside the GEMM (nets.FUSED_BIAS), the
 frozen-prefix cache, fused Adam, chunking a stack (1 vs 8 members per stack), torch.compile (slow), and the

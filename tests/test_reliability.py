@@ -1,4 +1,4 @@
-"""Reliability (issue 6): bad inputs, run-folder conflicts, divergence, determinism, crash-safe storage.
+"""Reliability: bad inputs, run-folder conflicts, divergence, determinism, crash-safe storage.
 
 Every bad input is checked three ways: the library raises the documented error type with a message that names
 the file, the CLI prints exactly one line ``inrlens: error: …`` and exits 2, and the bytes of a results file

@@ -1,8 +1,8 @@
-"""Configuration dataclasses with the defaults of SPEC.md.
+"""Configuration dataclasses with the defaults described in docs/protocol.md.
 
 Every knob of the study is a field here; nothing numeric is hard-coded elsewhere. The CLI is generated from
 these classes by tyro, which reads the docstring under each field as its help text. Tags in the docstrings
-say where a default comes from: [paper], [STRAINER], [Gao] or [guess] (see SPEC.md).
+say where a default comes from: [paper], [STRAINER], [Gao] or [guess] (docs/protocol.md explains each tag).
 """
 
 from __future__ import annotations
@@ -57,15 +57,16 @@ class NetConfig:
     """gauss: scale s of the activation exp(−(s·z)²) (σ = 1/(s√2) in the exp(−z²/2σ²) form) [WIRE code: the Gaussian
     INR's default scale; FINER's image scripts use 30]."""
     wire_omega0: float = 20.0
-    """wire: frequency ω₀ of the complex Gabor wavelet exp(jω₀z − |s₀z|²), every layer [paper; WIRE's image
-    representation setting, also FINER's WIRE baseline]."""
+    """wire: frequency ω₀ of the complex Gabor wavelet exp(jω₀z − |s₀z|²), every layer [WIRE code: its suggested
+    image-representation ω₀; FINER's WIRE image baseline uses the same]."""
     wire_scale: float = 10.0
-    """wire: spread s₀ of the Gabor wavelet's Gaussian window exp(−|s₀z|²), every layer [paper]."""
+    """wire: spread s₀ of the Gabor wavelet's Gaussian window exp(−|s₀z|²), every layer [WIRE code: the model
+    factory's default; FINER's WIRE image baseline uses the same; a comment in WIRE's scripts suggests 30]."""
     finer_omega0: float = 30.0
     """finer: frequency ω₀ of sin(ω₀(|z| + 1)z), every layer [FINER code: first and hidden ω₀ = 30]."""
     finer_first_bias: float | None = None
     """finer: k of the first layer's bias init U(−k, k); None = nn.Linear's U(±1/√2) for the 2-d input, the FINER
-    code's default (first_bias_scale=None). The paper widens k to shift layer 0 to higher frequencies [FINER code]."""
+    code's default (first_bias_scale=None) [FINER code]. A larger k moves layer 0 to higher frequencies."""
     hash_levels: int = 16
     """hashgrid: number of resolution levels L of the hash encoding [paper]."""
     hash_features: int = 2

@@ -1,4 +1,4 @@
-"""Images → signals: loading, resizing, coordinate grids and seeded cohort/test splits (SPEC §1).
+"""Images → signals: loading, resizing, coordinate grids and seeded cohort/test splits.
 
 Conventions
 -----------
@@ -12,8 +12,8 @@ Conventions
 
 from __future__ import annotations
 
-import math
 import errno
+import math
 import os
 import random
 import warnings
