@@ -7,12 +7,11 @@ import io
 import json
 import re
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from inrlens.report.atlas import Atom, Condition, Layer, atlas_data, png_uri, render, write_atlas
+from inrlens.report.atlas import Atom, Condition, Layer, atlas_data, png_uri, write_atlas
 
 
 def _blob(h: int, w: int, cy: float, cx: float, s: float) -> np.ndarray:
@@ -132,7 +131,7 @@ def test_atlas_in_headless_chromium(tmp_path):
             # sort by PSNR drop: ablated atoms by decreasing drop, then the others by id
             page.select_option("#sort", "drop")
             abl = sorted((a for a in lay0.atoms if a.psnr_drop is not None), key=lambda a: -a.psnr_drop)
-            rest = sorted((a.id for a in lay0.atoms if a.psnr_drop is None))
+            rest = sorted(a.id for a in lay0.atoms if a.psnr_drop is None)
             assert items() == [a.id for a in abl] + rest
             top = abl[0]
             assert page.inner_text("#atom-title").endswith(f"atom {top.id}")

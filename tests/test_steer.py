@@ -175,7 +175,8 @@ def test_cli_refuses_bad_input_with_one_line(run, tmp_path, capsys):
     base = ["steer", str(run), "--device", "cpu", "--out", str(out)]
     cases = ((["--layer", "7", "--n", "16", "--atom", "0", "--scale", "2"], "no SAE at layer 7"),
              (["--layer", "2", "--n", "16", "--atom", "16", "--scale", "2"], "out of range"),
-             (["--layer", "2", "--n", "16", "--atom", "1", "--atom", "2", "--scale", "2", "--scale", "1", "--scale", "0"], "2 --atom but 3 --scale"),
+             (["--layer", "2", "--n", "16", "--atom", "1", "--atom", "2", "--scale", "2", "--scale", "1", "--scale", "0"],
+              "2 --atom but 3 --scale"),
              (["--layer", "2", "--atom", "1", "--scale", "2"], "pick one with --n and --k"),
              (["--layer", "2", "--n", "32", "--atom", "1", "--scale", "2"], "no SAE with n=32"),
              (["--layer", "2", "--n", "16", "--atom", "1", "--scale", "2", "--atom", "1", "--scale", "0"], "twice"),

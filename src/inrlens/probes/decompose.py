@@ -6,7 +6,7 @@ Three steps, each a function that computes, writes the run folder's files and re
 
     ctx  = load_member(inr_dir, images, member, data, device)      the member's grid, target, activations
     rows = decompose(ctx, layers, sae_cfg, combos, out)             one TopK SAE per (layer ℓ, n, k)
-    maps = atom_maps_for(out, top, layers, device)                  z_j(x) of the top atoms of every SAE
+    maps = atom_maps_for(out, top, layers, device)                  z_j(x) of the top atoms of every SAE (+ steering renders)
     abl  = ablate_atoms(out, layers, top, device)                   h − z_j d_j, propagated, per top atom
 
 Notation (shapes for one member on an H×W grid, P = H·W coordinates, row-major; L hidden layers of width d;

@@ -32,10 +32,11 @@ import base64
 import io
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -282,5 +283,5 @@ def build_atlas(runs: Sequence[str | Path], out_dir: str | Path, title: str = "i
     return write_atlas(collect(runs), out_dir, title)
 
 
-__all__ = ["Atom", "Steering", "Layer", "Condition", "collect", "png_uri", "image_uri", "atlas_data", "script_json", "html_text", "render", "write_atlas",
-           "build_atlas"]
+__all__ = ["Atom", "Steering", "Layer", "Condition", "collect", "png_uri", "image_uri", "atlas_data", "script_json", "html_text",
+           "render", "write_atlas", "build_atlas"]
