@@ -188,6 +188,11 @@ def test_tiny_ladder_cli_writes_table_and_figure(sets, tmp_path, capsys):
                       "s1_w8": "complete"}
     assert "Missing rungs: s0.125_w8, s0.25_w8" in md
     assert "95% Student-t interval" in md
+    # a rung is a sweep folder for `inrlens report`; the ladder's root is not
+    assert main(["report", str(out / "rungs" / "s1_w8")]) == 0 and (out / "rungs" / "s1_w8" / "report" / "table1.md").is_file()
+    capsys.readouterr()
+    assert main(["report", str(out)]) == 2
+    assert "is an `inrlens ladder` run" in capsys.readouterr().err
 
 
 def test_bad_input_is_one_line_and_writes_nothing(sets, tmp_path, capsys):

@@ -135,7 +135,10 @@ def _check_report_paths(run_dir: Path, out: Path | None) -> None:
         if cmd == "reproduce":
             raise ValueError(f"{run_dir}: is an `inrlens reproduce` run, not a sweep; its sweep is {run_dir / 'sweep'} "
                              f"(inrlens report {run_dir / 'sweep'})")
-        if cmd not in (None, "sweep"):
+        if cmd == "ladder" and not (run_dir / "plan.json").is_file():  # a ladder's root; each rung is a sweep folder
+            raise ValueError(f"{run_dir}: is an `inrlens ladder` run; report one rung (inrlens report {run_dir / 'rungs'}/<rung>) "
+                             f"or rewrite its summary (inrlens ladder --summary-only --out {run_dir})")
+        if cmd not in (None, "sweep", "ladder"):
             raise ValueError(f"{run_dir}: holds an `inrlens {cmd}` run, not a sweep; give a sweep's run folder")
     if out is not None and Path(out).exists() and not Path(out).is_dir():
         raise ValueError(f"--out {out}: exists and is not a folder")
