@@ -103,6 +103,12 @@ def test_sweep_cohort_seed_and_a_missing_seed(tmp_path):
     want = np.mean([weight_ranks(Stack.init(cfg, 3, [s])) for s in range(3)], axis=0)
     assert b.init == {"kind": "estimate", "seeds": [0, 1, 2]}
     assert b.profile.sr_w_init == pytest.approx(want.tolist(), rel=1e-12)
+    # a seed given by hand, and one the checkpoint's meta records, are used as they are
+    c = adv.advise(adv.load_model(bare), (6, 5), init_seed=7)
+    assert c.profile == profile(st, (6, 5), init_seed=7) and c.init["from"] == "--init-seed"
+    save_stack(st, tmp_path / "meta", {"regime": "cohort", "seed": 7})
+    m = adv.load_model(tmp_path / "meta")
+    assert (m.init_seed, m.init_seed_from) == (7, "the checkpoint's meta")
 
 
 def test_single_fit_checkpoint_member_and_its_seed(tmp_path):

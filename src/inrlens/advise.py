@@ -507,9 +507,11 @@ class Advice:
         return int(self.profile.k_w)
 
 
-def advise(model: Model, grid: tuple[int, int] | None = None, init_seeds: int = DEFAULT_INIT_SEEDS) -> Advice:
+def advise(model: Model, grid: tuple[int, int] | None = None, init_seeds: int = DEFAULT_INIT_SEEDS,
+           init_seed: int | None = None) -> Advice:
     """Stable-rank profile of ``model`` on ``grid`` (default: the checkpoint's recorded grid, else 64×64) and the
-    recommended freeze depth. sr(W⁰) comes from the recorded init seed, else the mean over ``init_seeds`` draws."""
+    recommended freeze depth. sr(W⁰) comes from ``init_seed`` when given, else the model's recorded init seed,
+    else the mean over ``init_seeds`` draws (seeds 0..init_seeds−1) of the backbone's init."""
     from .probes.rank import argmax, profile
 
     shape = tuple(int(x) for x in (grid or model.grid or DEFAULT_GRID))
@@ -517,7 +519,10 @@ def advise(model: Model, grid: tuple[int, int] | None = None, init_seeds: int = 
         raise ValueError(f"--grid: H and W must be >= 1, got {' '.join(map(str, shape))}")
     if isinstance(init_seeds, bool) or int(init_seeds) < 1:
         raise ValueError(f"--init-seeds must be >= 1, got {init_seeds}")
-    if model.init_seed is not None:
+    if init_seed is not None:
+        prof = profile(model.stack, shape, init_seed=int(init_seed))
+        init = {"kind": "seed", "seed": int(init_seed), "from": "--init-seed"}
+    elif model.init_seed is not None:
         prof = profile(model.stack, shape, init_seed=model.init_seed)
         init = {"kind": "seed", "seed": model.init_seed, "from": model.init_seed_from}
     else:

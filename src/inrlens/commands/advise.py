@@ -41,6 +41,8 @@ class Advise:
     """Further architecture fields of a foreign model's backbone as FIELD=VALUE (e.g. gauss_scale=10)."""
     grid: tuple[int, int] | None = None
     """H W of the grid for the activation ranks sr(H); default: the checkpoint's recorded grid, else 64 64."""
+    init_seed: int | None = None
+    """Seed the encoder was drawn from (inrlens's init), for sr(W⁰) and Δsr; default: the seed the checkpoint records."""
     init_seeds: int = 5
     """Draws of the backbone's init averaged for sr(W⁰) when the model records no init seed."""
     verify: tuple[str, ...] = ()
@@ -82,7 +84,7 @@ class Advise:
         model = adv.load_model(self.model, self.activation, omega0=self.omega0, omega0_first=self.omega0_first,
                                fourier=self.fourier, head_prefix=self.head_prefix, member=self.member, options=self.net_option)
         sigs = resolve(self.verify, self.data)[: self.limit] if self.verify else None  # bad images fail before any fit
-        advice = adv.advise(model, self.grid, self.init_seeds)
+        advice = adv.advise(model, self.grid, self.init_seeds, self.init_seed)
         cfg = model.stack.cfg
         print_table(adv.profile_rows(advice), ["layer", "key", "in", "out", "role", "sr_w", "sr_h", "sr_h_centred", "sr_w_init",
                                                "delta_sr", "argmax"],
