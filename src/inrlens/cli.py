@@ -41,6 +41,7 @@ COMMANDS: dict[str, str] = {
     "reproduce": "inrlens.commands.reproduce:Reproduce",
     "advise": "inrlens.commands.advise:Advise",
     "ladder": "inrlens.commands.ladder:Ladder",
+    "calibrate": "inrlens.commands.calibrate:Calibrate",
 }
 EXIT_BAD_INPUT = 2
 EXIT_BUG = 1
