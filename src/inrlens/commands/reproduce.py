@@ -65,8 +65,16 @@ class StudyConfig:
     """Ablate at every layer with SAEs (False: only at ``ablate_layers``)."""
     ablate_layers: tuple[int, ...] = (2,)
     """Layers whose atoms are ablated when ``ablate_all_layers`` is false [paper: layer 2]."""
+    analogues: dict[str, str] = dataclasses.field(default_factory=dict)
+    """Which dataset stands in for which of the paper's datasets (celeba, oasis, kodak), e.g. ``{faces = "celeba"}``:
+    the report's regime check compares that target's no-freeze PSNR with the paper's band for it, and
+    ``--data celeba=PATH`` replaces the dataset that plays CelebA. Datasets named celeba, oasis or kodak need
+    no entry. It changes no result, so it is not part of the run's recorded configuration."""
 
     def __post_init__(self) -> None:
+        from ..stats import check_analogues
+
+        object.__setattr__(self, "analogues", check_analogues(self.analogues))
         if not self.conditions or len(set(self.conditions)) != len(self.conditions):
             raise ValueError(f"conditions: give 'single' and/or 'cohort' once each, got {list(self.conditions)}")
         for name in ("single_steps", "atlas_top", "ablate_top"):
@@ -164,6 +172,9 @@ def check_study(study: StudyConfig, spec: SweepSpec, datasets: dict[str, str]) -
     if study.member >= spec.n_cohort:
         raise ValueError(f"[study] member {study.member} is outside 0..{spec.n_cohort - 1} (the cohort has [sweep] n_cohort = "
                          f"{spec.n_cohort} heads)")
+    from ..stats import check_analogues
+
+    check_analogues(study.analogues, datasets)
     L = spec.net.depth
     for name in ("layers", "ablate_layers"):
         bad = [ell for ell in getattr(study, name) if not 0 <= ell < L]
@@ -176,14 +187,32 @@ def check_study(study: StudyConfig, spec: SweepSpec, datasets: dict[str, str]) -
     return replace(study, source=source)
 
 
+def with_data(datasets: dict[str, str], study: StudyConfig, given: dict[str, str]) -> tuple[dict[str, str], StudyConfig]:
+    """The preset's datasets with the command line's --data merged in: a name already there is replaced; a name of
+    one of the paper's datasets (celeba, oasis, kodak) replaces, in its place, the preset dataset whose
+    ``[study] analogues`` entry plays it (``--data celeba=PATH`` on the demo replaces faces, whose analogue is
+    celeba; [study] source follows); any other name is added. Returns (datasets, study)."""
+    out = dict(datasets)
+    analogues = dict(study.analogues)
+    source = study.source
+    for name, path in given.items():
+        if name not in out:
+            stand_ins = [d for d, paper in analogues.items() if paper == name.lower() and d in out]
+            if stand_ins:
+                out = {(name if d == stand_ins[0] else d): v for d, v in out.items() if d not in stand_ins[1:]}
+                for d in stand_ins:
+                    analogues.pop(d)
+                    source = name if source == d else source
+        out[name] = path
+    return out, replace(study, analogues=analogues, source=source)
+
+
 def resolve_preset(preset: str, data: tuple[str, ...] = (), cluster: str | None = None, jobs: int | None = None,
                    device: str | None = None) -> Resolved:
     """Load a preset, merge the command line's datasets and [exec] overrides, and check everything (one-line
     ValueError) before any file is written."""
     name, p = load_preset(preset)
-    datasets = dict(p.datasets)
-    if data:
-        datasets.update(parse_data(data))
+    datasets, study = with_data(p.datasets, p.study, parse_data(data) if data else {})
     if not datasets:
         raise ValueError(f"preset {name!r} names no datasets; give them with --data NAME=PATH (e.g. --data celeba=/data/celeba)")
     spec = replace(p.sweep, data=tuple(f"{k}={v}" for k, v in datasets.items()))
@@ -197,7 +226,7 @@ def resolve_preset(preset: str, data: tuple[str, ...] = (), cluster: str | None 
     except ValueError as e:
         raise ValueError(f"preset {name}: [sae] {e}") from None
     try:
-        study = check_study(p.study, spec, datasets)
+        study = check_study(study, spec, datasets)
     except ValueError as e:
         raise ValueError(f"preset {name}: {e}") from None
     return Resolved(name, datasets, spec, ex, sae, study)
@@ -352,7 +381,8 @@ def stage_report(plan: Resolved, run: Path, meta: dict[str, Any], atlas: Path | 
     rep = run / "sweep" / "report"
     figs = sorted(rep.glob("*.png")) if rep.exists() else []
     sae_figs = sorted((run / "sae" / "figures").glob("*.png")) if (run / "sae" / "figures").exists() else []
-    md, fs = document.build(run, meta, sweep_rows, sae_rows, abl_rows, figs, sae_figs, galleries, abl_figs, atlas)
+    md, fs = document.build(run, meta, sweep_rows, sae_rows, abl_rows, figs, sae_figs, galleries, abl_figs, atlas,
+                            analogues=plan.study.analogues)
     p_md, p_html = document.write(run, md, f"inrlens report ({plan.name})")
     return p_md, p_html, fs
 
@@ -390,7 +420,7 @@ class Reproduce:
         plan = resolve_preset(self.preset, tuple(self.data), self.cluster, self.jobs, self.device)
         run = Path(self.out) if self.out is not None else Path("runs") / plan.name
         conf = {"cmd": "reproduce", "preset": plan.name, "datasets": plan.datasets, "sweep": plan.spec, "sae": plan.sae,
-                "study": plan.study}
+                "study": recorded_study(plan.study)}
         if (run / "run.json").exists() and not (self.resume or self.overwrite):
             from ..store import RunConflict
 
@@ -430,7 +460,7 @@ class Reproduce:
 
         try:
             stage("sweep", stage_sweep, plan, run, bar_factory)
-            stage("figures", _figures, run)
+            stage("figures", _figures, run, plan.study.analogues)
             stage("single", stage_single, plan, run, bar_factory)
             stage("sae", stage_sae, plan, run, bar_factory)
             stage("atoms", stage_atoms, plan, run, bar_factory)
@@ -463,10 +493,18 @@ class Reproduce:
         print(f"  report: {p_md}  {p_html}\n  atlas:  {atlas}\n\nFindings\n{findings_text(fs)}")
 
 
-def _figures(run: Path) -> list[Path]:
+def _figures(run: Path, analogues: dict[str, str] | None = None) -> list[Path]:
     from ..report import write_report
 
-    return write_report(run / "sweep")
+    return write_report(run / "sweep", analogues=analogues)
+
+
+def recorded_study(study: StudyConfig) -> dict[str, Any]:
+    """[study] as the run's run.json records it: without ``analogues``, which changes no result (so a run keeps
+    resuming whatever the report compares it with)."""
+    from ..config import to_dict
+
+    return {k: v for k, v in to_dict(study).items() if k != "analogues"}
 
 
 def _cuda() -> bool:
