@@ -533,7 +533,7 @@ def acquire_run_lock(folder: str | os.PathLike) -> RunLock:
         else:
             raise RunConflict(f"{folder}: could not take the run folder's lock ({LOCK_NAME} keeps being replaced)")
         before = None
-        if writable:
+        if writable and fcntl is not None:
             try:
                 before = None if created else _read_all(fd)
                 data = _owner_info()
