@@ -356,3 +356,47 @@ def test_verify_on_a_tiny_trained_cohort(tmp_path, capsys):
         assert v["verdict"] == "agrees"
     assert f"verdict on k* = {k}: {v['verdict']} (k* = {k} is {'inside' if v['in_best_set'] else 'outside'} the best-k set)" in text
     assert "gain of k*" in text and "## Verification" in (out / "advise.md").read_text()
+
+
+def test_safetensors_wrapped_state_dict_and_a_registered_backbone_with_options(tmp_path):
+    from safetensors.torch import save_file
+
+    torch.manual_seed(3)
+    lins = [nn.Linear(2, 8), nn.Linear(8, 8), nn.Linear(8, 1)]
+    sd = {f"layers.{i}.{n}": getattr(lin, n).detach().clone() for i, lin in enumerate(lins) for n in ("weight", "bias")}
+    save_file(sd, str(tmp_path / "g.safetensors"))
+    torch.save({"epoch": 12, "state_dict": sd}, tmp_path / "wrapped.ckpt")
+
+    def gauss_net(x, s):  # the Gaussian-activation MLP the weights belong to
+        for lin in lins[:-1]:
+            x = torch.exp(-((s * lin(x)) ** 2))
+        return lins[-1](x)
+
+    coords = grid(4, 6)
+    for path, fmt in ((tmp_path / "g.safetensors", "safetensors"), (tmp_path / "wrapped.ckpt", "state_dict")):
+        model = adv.load_model(path, "gauss", options=["gauss_scale=2.5"])
+        assert model.format == fmt and model.stack.cfg.gauss_scale == 2.5 and model.stack.cfg.backbone == "gauss"
+        with torch.no_grad():
+            assert torch.allclose(model.stack(coords)[0], gauss_net(coords, 2.5), atol=1e-6)
+    with pytest.raises(ValueError, match="gauss_scale"):
+        adv.load_model(tmp_path / "g.safetensors", "gauss", options=["gauss_scale=abc"])
+    with pytest.raises(ValueError, match="FIELD=VALUE"):
+        adv.load_model(tmp_path / "g.safetensors", "gauss", options=["gauss_scale"])
+
+
+def test_wire_weights_must_be_in_its_real_layout(tmp_path):
+    cfg = NetConfig(backbone="wire", width=8, depth=2)
+    st = Stack.init(cfg, 1, [0])
+    sd = {}
+    for i in range(3):
+        sd[f"l{i}.weight"] = st.weights[i][0].detach().T.contiguous()
+        sd[f"l{i}.bias"] = st.biases[i][0, 0].detach().clone()
+    torch.save(sd, tmp_path / "wire.pt")
+    model = adv.load_model(tmp_path / "wire.pt", "wire")
+    coords = grid(3, 5)
+    with torch.no_grad():
+        assert torch.allclose(model.stack(coords), st(coords), atol=1e-6)
+    sd["l1.weight"] = torch.randn(8, 8, generator=torch.Generator().manual_seed(0))
+    torch.save(sd, tmp_path / "bad.pt")
+    with pytest.raises(ValueError, match=r"layer 1 \(l1\) is not in wire's real layout"):
+        adv.load_model(tmp_path / "bad.pt", "wire")

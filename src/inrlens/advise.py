@@ -355,17 +355,35 @@ def build_stack(chain: Sequence[Linear], backbone: str, *, omega0: float | None 
         rms = float(fourier.pow(2).mean().sqrt())
         d.setdefault("ff_sigma", rms if rms > 0 else 1.0)  # only used to draw fresh matrices (the random-init baseline)
         encoding["fourier"] = fourier.unsqueeze(0)
-    cfg = from_dict(NetConfig, d, "net")
+    cfg = from_dict(NetConfig, d, "--net-option")
     d0 = int(bb.encoding_dim(cfg))
     if chain[0].shape[0] != d0:
         raise ValueError(f"layer 0 ({chain[0].key or 'weight'}) takes {chain[0].shape[0]} inputs; a {backbone} on 2-D "
                          f"coordinates takes {d0}" + (" (a model of 3-D coordinates is not supported)" if d0 == 2 else ""))
     ws = [lin.weight.T.contiguous().unsqueeze(0) for lin in chain]
     bs = [(lin.bias if lin.bias is not None else torch.zeros(lin.shape[1])).reshape(1, 1, -1).contiguous() for lin in chain]
+    if backbone == "wire":
+        _check_wire_layout(chain, ws, bs)
     stack = Stack(cfg, chain[-1].shape[1], encoding, ws, bs)
     for p in stack.parameters():
         p.requires_grad_(False)
     return stack
+
+
+def _check_wire_layout(chain: Sequence[Linear], ws: Sequence[Tensor], bs: Sequence[Tensor]) -> None:
+    """WIRE's complex layers carried in real numbers (docs/backbones.md): layer 0 stored as [A₀, 0] with bias
+    [a₀, 0], hidden layers as [[A, B], [−B, A]]. Weights in another layout would be silently reinterpreted."""
+    from .backbones.wire import complex_blocks, realify
+
+    c = ws[0].shape[-1] // 2
+    if ws[0].shape[-1] % 2 or ws[0][..., c:].abs().max() > 0 or bs[0][..., c:].abs().max() > 0:
+        raise ValueError(f"layer 0 ({chain[0].key or 'weight'}) is not in wire's real layout (weight [A₀, 0], bias [a₀, 0]); "
+                         "advise reads WIRE models only as inrlens stores them (docs/backbones.md)")
+    for ell in range(1, len(ws) - 1):
+        w = ws[ell]
+        if not torch.allclose(realify(*complex_blocks(w)), w, rtol=1e-5, atol=1e-7):
+            raise ValueError(f"layer {ell} ({chain[ell].key or 'weight'}) is not in wire's real layout ([[A, B], [−B, A]]); "
+                             "advise reads WIRE models only as inrlens stores them (docs/backbones.md)")
 
 
 # ------------------------------------------------------------------------------------------------ loading
