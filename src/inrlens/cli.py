@@ -11,7 +11,9 @@ ones in :data:`COMMANDS`. Whatever goes wrong, the user sees ONE line on stderr,
   The full traceback goes to :func:`error_log_path`: ``$XDG_STATE_HOME/inrlens/last-error.log``
   (``~/.local/state/inrlens/last-error.log`` when XDG_STATE_HOME is unset), or a file in the temp folder
   when that cannot be written. Each unexpected error replaces the previous log.
-* Ctrl-C → one line saying how to continue (``--resume`` for commands that have it), exit status 130.
+* Ctrl-C (SIGINT) or SIGTERM → ``finally`` blocks run (a sweep cancels its jobs and waits until they are gone),
+  then one line saying how to continue (``--resume`` for commands that have it), exit status 130 (SIGINT) or
+  143 (SIGTERM). The handlers are installed for the command's run and restored afterwards.
 * output piped into a command that stops reading (``inrlens … | head``) → quiet exit, status 141 (as a
   program killed by SIGPIPE).
 """
@@ -22,6 +24,7 @@ import dataclasses
 import errno
 import importlib
 import os
+import signal
 import sys
 import warnings
 from pathlib import Path
@@ -45,7 +48,7 @@ COMMANDS: dict[str, str] = {
 }
 EXIT_BAD_INPUT = 2
 EXIT_BUG = 1
-EXIT_INTERRUPTED = 130
+EXIT_INTERRUPTED = 130  # 128 + SIGINT; SIGTERM exits 143
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a program killed by a closed pipe
 LOG_NAME = "last-error.log"
 # OSErrors that come from the user's paths or machine (not from a bug): one line naming the path, exit 2
@@ -219,13 +222,23 @@ def _save_traceback(e: BaseException, argv: list[str]) -> str | None:
 
 
 def _interrupt_hint(name: str | None) -> str:
-    """How to continue after Ctrl-C, naming only flags the command has."""
+    """How to continue after an interrupt, naming only flags the command has."""
     if name in ("sweep", "ladder"):
-        return "rerun the same command to continue (finished fits are kept)"
+        return "finished fits are kept — rerun the same command to continue"
+    if name == "reproduce":
+        return "finished fits are kept — rerun with --resume to continue"
     cls = _load(COMMANDS[name]) if name in COMMANDS else None
     if cls is not None and "resume" in {f.name for f in dataclasses.fields(cls)}:
         return "rerun with --resume to continue"
     return "rerun the same command to start it again"
+
+
+def _interrupted(e: KeyboardInterrupt, name: str | None) -> int:
+    """The one line after SIGINT/SIGTERM (naming the signal when one raised it); returns the exit status."""
+    signum = getattr(e, "signum", None)
+    what = f" ({signal.Signals(signum).name})" if signum else ""
+    _say(f"inrlens: interrupted{what}; {_interrupt_hint(name)}")
+    return 128 + signum if signum else EXIT_INTERRUPTED
 
 
 def _quiet_stdout() -> None:
@@ -241,16 +254,22 @@ def _quiet_stdout() -> None:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     name = argv[0] if argv and argv[0] in COMMANDS else None
+    from .interrupts import raising, shielded
+
     try:
-        return _main(argv)
+        try:
+            with raising():  # SIGINT and SIGTERM raise Interrupted: finally blocks run, a sweep cancels its jobs
+                return _main(argv)
+        except KeyboardInterrupt as e:
+            with shielded():  # a second Ctrl-C while the line is printed changes nothing
+                return _interrupted(e, name)
     except SystemExit:
         raise
     except BrokenPipeError:
         _quiet_stdout()
         return EXIT_BROKEN_PIPE
-    except KeyboardInterrupt:
-        _say(f"inrlens: interrupted; {_interrupt_hint(name)}")
-        return EXIT_INTERRUPTED
+    except KeyboardInterrupt as e:  # a second interrupt while the first one unwound
+        return _interrupted(e, name)
     except Exception as e:  # noqa: BLE001 - the last resort: one line, the traceback in a file
         from .data import ImageError
         from .store import RunConflict

@@ -233,39 +233,53 @@ def resolve_preset(preset: str, data: tuple[str, ...] = (), cluster: str | None 
 
 
 class _Sweeper:
-    """run_sweep in a thread while the main thread shows a progress bar over the planned fits."""
+    """The progress bar of the sweep stage, kept up to date by a thread that counts the rows and cohorts on disk.
 
-    def __init__(self, plan: Resolved, run: Path):
-        self.plan, self.run, self.result, self.error = plan, run, None, None
+    The sweep itself runs in the main thread (:func:`stage_sweep`): a Ctrl-C or SIGTERM raises there, and
+    run_sweep cancels its jobs and waits until they are gone before the exception goes on."""
 
-    def __call__(self) -> None:
+    def __init__(self, bar, sweep_dir: Path, grid_plan, every: float = 2.0):
+        self.bar, self.results, self.every = bar, sweep_dir / "results", every
+        self.keys = {f.key for f in grid_plan.fits}
+        self.cohorts = [Path(c.dir) for c in grid_plan.cohorts]
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="inrlens-sweep-progress", daemon=True)
+
+    def count(self) -> int:
+        from ..store import done_keys
+
+        n_c = sum((c / "model.safetensors").exists() for c in self.cohorts)
+        return n_c + (len(done_keys(self.results) & self.keys) if self.results.exists() else 0)
+
+    def update(self) -> None:
         try:
-            self.result = run_sweep(self.plan.spec, self.plan.ex, self.run, log=lambda *a: None)
-        except BaseException as e:  # re-raised in the main thread
-            self.error = e
+            self.bar.n = self.count()
+            self.bar.refresh()
+        except Exception:  # noqa: BLE001 - a progress bar never stops the sweep
+            pass
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.every):
+            self.update()
+
+    def __enter__(self) -> _Sweeper:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 def stage_sweep(plan: Resolved, run: Path, bar_factory) -> dict[str, Any]:
-    from ..store import done_keys, prepare_run
+    from ..store import prepare_run
 
     sw = prepare_run(run / "sweep", run_config(plan.spec), resume=True)
     grid_plan = sweep_plan(plan.spec, sw)
-    keys = {f.key for f in grid_plan.fits}
-    total = len(keys) + len(grid_plan.cohorts)
-    worker = _Sweeper(plan, sw)
-    t = threading.Thread(target=worker, daemon=True)
-    t.start()
-    with bar_factory(total, "sweep: cohorts + fits") as bar:
-        while t.is_alive():
-            t.join(2.0)
-            res = sw / "results"
-            n_c = sum((Path(c.dir) / "model.safetensors").exists() for c in grid_plan.cohorts)
-            n = len(done_keys(res) & keys) + n_c if res.exists() else n_c
-            bar.n = n
-            bar.refresh()
-    if worker.error is not None:
-        raise worker.error
-    summary = worker.result or {}
+    total = len({f.key for f in grid_plan.fits}) + len(grid_plan.cohorts)
+    with bar_factory(total, "sweep: cohorts + fits") as bar, _Sweeper(bar, sw, grid_plan) as progress:
+        summary = run_sweep(plan.spec, plan.ex, sw, log=lambda *a: None, plan=grid_plan)
+        progress.update()
     if summary.get("errors"):
         raise RuntimeError("sweep: " + "; ".join(summary["errors"][:3]) + " (rerun with --resume to retry)")
     if summary.get("done", 0) < summary.get("fits", 0):

@@ -10,7 +10,7 @@ Modules: :mod:`~inrlens.sweep.spec` (what runs and how: SweepSpec, ExecSpec, def
 :mod:`~inrlens.sweep.executors` (submitit or in-process executors, :func:`run_sweep`).
 """
 
-from .executors import InlineExecutor, failure_cause, make_executor, run_sweep, wait_jobs
+from .executors import InlineExecutor, SweepCancelled, cancel_jobs, failure_cause, make_executor, run_sweep, wait_jobs
 from .jobs import chunk_fits, cohort_ready, deal, run_fits_job, train_cohort_job, train_cohorts_job
 from .plan import CohortTask, FitTask, Plan, make_plan, net_for
 from .spec import (
@@ -30,4 +30,5 @@ from .spec import (
 __all__ = ["SweepSpec", "ExecSpec", "Cluster", "key_dict", "key_hash", "run_config", "parse_data",
            "load_spec_file", "spec_from_dict", "merge_flags", "resolve_specs", "CohortTask", "FitTask", "Plan",
            "make_plan", "net_for", "chunk_fits", "deal", "cohort_ready", "train_cohort_job", "train_cohorts_job",
-           "run_fits_job", "InlineExecutor", "make_executor", "failure_cause", "wait_jobs", "run_sweep"]
+           "run_fits_job", "InlineExecutor", "make_executor", "failure_cause", "wait_jobs", "run_sweep", "cancel_jobs",
+           "SweepCancelled"]
