@@ -15,7 +15,7 @@ import os
 import types
 import typing
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from typing import Annotated, Any, ClassVar, Literal, Union, get_args, get_origin
 
 import tyro
 
@@ -128,8 +128,19 @@ class TrainConfig:
     """Use the fused Adam kernel where the device supports it (CUDA); results equal to float tolerance."""
     device: str = "auto"
     """'auto' (CUDA when available, else CPU), 'cpu', 'cuda' or 'cuda:N'."""
+    checkpoint_every: int | None = None
+    """Cohorts: write a training state (weights, Adam moments, curve) every this many steps, so that an
+    interrupted cohort resumes from it ('inrlens cohort --resume', a rerun sweep) instead of step 0; None = about
+    once a minute of training. Single and transfer fits write none. Not part of result keys: a resumed cohort
+    equals an uninterrupted one (docs/run-folder.md)."""
+
+    NON_RESULT: ClassVar[frozenset[str]] = frozenset({"checkpoint_every"})
+    """Fields that never change a result, left out of keys and recorded run configs (see :func:`key_dict`)."""
 
     def __post_init__(self) -> None:
+        every = self.checkpoint_every
+        if every is not None and (isinstance(every, bool) or not isinstance(every, int) or every < 1):
+            raise ValueError(f"checkpoint_every must be None or an integer >= 1 (steps), got {every!r}")
         if not self.steps >= 1:
             raise ValueError(f"steps must be >= 1, got {self.steps}")
         if not self.log_every >= 1:
@@ -205,11 +216,16 @@ def register_key_fields(cls: type, names: tuple[str, ...]) -> None:
 
 def key_dict(obj: Any) -> Any:
     """Plain dict of a config for keys and recorded run configs: :func:`to_dict`, except that fields added after
-    a class's keys were fixed (not in :data:`KEY_FIELDS`) are left out while they hold their default."""
+    a class's keys were fixed (not in :data:`KEY_FIELDS`) are left out while they hold their default, and fields
+    a class names in its ``NON_RESULT`` class attribute (knobs that never change a result, such as
+    ``TrainConfig.checkpoint_every``) are always left out."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         known = KEY_FIELDS.get(type(obj))
+        skip = getattr(type(obj), "NON_RESULT", frozenset())
         out = {}
         for f in dataclasses.fields(obj):
+            if f.name in skip:
+                continue
             v = getattr(obj, f.name)
             if known is not None and f.name not in known and f.default is not dataclasses.MISSING and v == f.default:
                 continue
