@@ -401,6 +401,208 @@ def stage_report(plan: Resolved, run: Path, meta: dict[str, Any], atlas: Path | 
     return p_md, p_html, fs
 
 
+# ------------------------------------------------------------------------------------------------ --plan
+def study_counts(plan: Resolved, run: Path) -> dict[str, Any]:
+    """What the preset would run, counted from the sweep's own plan (nothing is written): per dataset its images,
+    shapes and test images; cohorts; fits per (backbone, regime); single fits, SAEs, atom maps and ablations."""
+    from ..rules import depth_label
+
+    grid_plan = sweep_plan(plan.spec, run / "sweep")
+    ds: dict[str, dict[str, Any]] = {}
+    for name, path in plan.datasets.items():
+        tests = {f.image: f.shape for f in grid_plan.fits if f.target == name}
+        co = next((c for c in grid_plan.cohorts if c.source == name), None)
+        shapes: dict[str, int] = {}
+        for sh in tests.values():
+            key = f"{sh[0]}×{sh[1]}"
+            shapes[key] = shapes.get(key, 0) + 1
+        ds[name] = {"path": path, "test images": len(tests), "test shapes": shapes,
+                    "cohort images": len(co.images) if co else 0, "cohort grid": list(co.grid) if co else None,
+                    "analogue of": plan.study.analogues.get(name)}
+    by: dict[str, int] = {}
+    for f in grid_plan.fits:
+        k = f"{f.backbone} {('k=' + depth_label(f.depth)) if isinstance(f.depth, int) else depth_label(f.depth)}"
+        by[k] = by.get(k, 0) + 1
+    L = plan.spec.net.depth
+    layers = list(plan.study.layers) or list(range(L))
+    conds = len(plan.study.conditions) * len(plan.spec.backbones)
+    abl_layers = layers if plan.study.ablate_all_layers else list(plan.study.ablate_layers)
+    return {"datasets": ds, "cohorts": len(grid_plan.cohorts), "fits": len(grid_plan.fits), "fits by": by,
+            "single fits": len(plan.spec.backbones) if "single" in plan.study.conditions else 0,
+            "saes": conds * len(layers), "atom maps": conds * len(layers) * plan.study.atlas_top,
+            "ablations": conds * len(abl_layers) * plan.study.ablate_top, "plan": grid_plan}
+
+
+def _time_steps(stack: Any, shape: tuple[int, int], channels: int, start: int, device: Any, steps: int) -> float:
+    """Seconds per Adam step of ``stack`` on an H×W grid with random targets (inrlens.fit.train, frozen prefix
+    cached as in a real fit), after two untimed warm-up steps."""
+    import torch
+
+    from ..data import grid
+    from ..fit import Group, train
+
+    h, w = shape
+    g = Group(grid(h, w, device=device), torch.rand(stack.members, h * w, channels, device=device) * 2 - 1,
+              list(range(stack.members)), shape)
+    stack = stack.to(device)
+    train(stack, [g], TrainConfig(steps=2, lr=1e-4, log_every=10**9, device=str(device)), start=start, progress=False)
+    for p in stack.parameters():  # train() leaves them frozen
+        p.requires_grad_(True)
+    fr = train(stack, [g], TrainConfig(steps=steps, lr=1e-4, log_every=10**9, device=str(device)), start=start, progress=False)
+    return fr.seconds / max(1, fr.steps_run)
+
+
+def estimate_time(plan: Resolved, counts: dict[str, Any], steps: int = 20, log=lambda *a: None) -> dict[str, Any]:
+    """Wall-time estimate on this machine: ``steps`` timed Adam steps of one representative stack per distinct
+    (backbone, grid shape, channels, width, trainable layers, members), extrapolated to every chunk of fits and
+    every cohort, then laid out over the jobs as the sweep deals them; the in-process stages (single fits, SAEs)
+    likewise. An estimate: it does not see process start-up, image loading, early stops, figures or the report."""
+    import os
+
+    import torch
+
+    from ..fit import resolve_device
+    from ..nets import Stack, cohort_stack, transfer_stack
+    from ..probes.sae import train_sae
+    from ..sweep import chunk_fits, deal
+
+    dev = resolve_device(plan.ex.device)
+    threads = max(1, int(plan.ex.threads))
+    torch.set_num_threads(threads)
+    spec, gp = plan.spec, counts["plan"]
+    cohorts = {c.key: c for c in gp.cohorts}
+    cache: dict[tuple, float] = {}
+
+    def per_step(kind: str, net: Any, shape: tuple[int, int], channels: int, start: int, members: int) -> float:
+        key = (kind, net.backbone, net.width, net.ff_features, net.depth, shape, channels, start, members)
+        if key not in cache:
+            if kind == "cohort":
+                st = cohort_stack(net, channels, members, 0)
+            elif kind == "transfer":
+                st = transfer_stack(cohort_stack(net, channels, 1, 0), None if start == 0 else start - 1,
+                                    list(range(members)), channels)
+            else:
+                st = Stack.init(net, channels, list(range(members)))
+            cache[key] = _time_steps(st, shape, channels, start, dev, steps)
+            log(f"timed {kind} {net.backbone} width {net.width} {shape[0]}×{shape[1]} from layer {start}, {members} "
+                f"members: {cache[key] * 1e3:.1f} ms/step")
+        return cache[key]
+
+    from ..rules import backbone_spec
+
+    # cohorts: dealt round-robin over the jobs, each trained to its step limit (an upper bound: they stop early)
+    co_cost = []
+    for c in gp.cohorts:
+        t = per_step("cohort", c.net, tuple(c.grid), _channels(gp, c), 0, len(c.images))
+        co_cost.append(t * c.train.steps)
+    jobs = max(1, int(plan.ex.jobs))
+    co_bins = [sum(co_cost[i::jobs]) for i in range(min(jobs, len(co_cost)))] or [0.0]
+    # fits: chunked and dealt as run_sweep does; a chunk costs (time per step of its stack) × steps
+    chunks = chunk_fits(gp.fits, plan.ex.max_members, spec)
+    cost: dict[int, float] = {}
+    for ch in chunks:
+        f = ch[0]
+        net = cohorts[f.cohort_key].net if f.regime == "transfer" else f.net
+        start = 0 if f.freeze is None else f.freeze + 1
+        t = per_step(f.regime, net, tuple(f.shape), f.channels, start, len(ch))
+        cost[id(ch)] = t * backbone_spec(spec, f.backbone).train.steps
+    packs = deal(chunks, jobs, spec.net.depth)
+    fit_bins = [sum(cost[id(c)] for c in p) for p in packs] or [0.0]
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    parallel = plan.ex.cluster != "debug"
+
+    def wall(bins: list[float]) -> float:
+        if not parallel:
+            return sum(bins)
+        if plan.ex.cluster == "local" and dev.type == "cpu":  # more processes than cores share them
+            return max(max(bins), sum(bins) * threads / cores)
+        return max(bins)
+
+    # in-process stages: single fits and SAEs on the decomposed image's grid
+    src = plan.study.source
+    co_src = next((c for c in gp.cohorts if c.source == src), None)
+    single = sae = 0.0
+    if co_src is not None:
+        shape, ch = tuple(co_src.grid), _channels(gp, co_src)
+        for b in spec.backbones:
+            if "single" in plan.study.conditions:
+                from ..sweep import net_for
+
+                single += per_step("single", net_for(spec, b, max(shape)), shape, ch, 0, 1) * plan.study.single_steps
+        n_layers = len(plan.study.layers) or spec.net.depth
+        for b in spec.backbones:
+            w = backbone_spec(spec, b).net.width
+            key = ("sae", w, shape)
+            if key not in cache:
+                h = torch.randn(shape[0] * shape[1], w, device=dev)
+                _, tl = train_sae(h, replace(plan.sae, steps=steps), progress=False)
+                cache[key] = tl.seconds / steps
+                log(f"timed SAE n={plan.sae.n} k={plan.sae.k} on {shape[0]}×{shape[1]}×{w}: {cache[key] * 1e3:.1f} ms/step")
+            sae += cache[key] * plan.sae.steps * n_layers * len(plan.study.conditions)
+    est = {"cohorts": wall(co_bins), "fits": wall(fit_bins), "single": single, "sae": sae}
+    est["total"] = sum(est.values())
+    try:
+        load = os.getloadavg()
+    except OSError:
+        load = None
+    est.update(device=str(dev), threads=threads, jobs=jobs, cluster=plan.ex.cluster, cores=cores, load=load,
+               timed_stacks=len(cache), steps=steps, cohorts_serial=sum(co_cost), fits_serial=sum(fit_bins))
+    return est
+
+
+def _channels(gp: Any, cohort: Any) -> int:
+    """Channels of a cohort's images (those of its source's test images; a dataset has one channel count)."""
+    return next((f.channels for f in gp.fits if f.target == cohort.source), 3 if cohort.data.channels == "rgb" else 1)
+
+
+def _mmss(sec: float) -> str:
+    return f"{int(sec // 60)} min {int(round(sec % 60)):02d} s" if sec >= 60 else f"{sec:.0f} s"
+
+
+def print_plan(plan: Resolved, counts: dict[str, Any], est: dict[str, Any] | None) -> None:
+    """The --plan text: datasets, what each stage runs, and the time estimate."""
+    from ..rules import backbone_spec, lr_for
+
+    spec = plan.spec
+    print(f"reproduce {plan.name}: plan (nothing has been run or written)\n")
+    img = (f"scale {spec.images.scale:g}" if spec.images.scale else f"longer side {spec.images.size} px" if spec.images.size
+           else "native size")
+    print(f"datasets ({img}):")
+    for name, d in counts["datasets"].items():
+        shapes = ", ".join(f"{k} ×{v}" for k, v in d["test shapes"].items())
+        an = f" [plays {d['analogue of']}]" if d["analogue of"] else ""
+        print(f"  {name}{an} = {d['path']}: cohort {d['cohort images']} images on {d['cohort grid'][0]}×{d['cohort grid'][1]}"
+              if d["cohort grid"] else f"  {name}{an} = {d['path']}:", end="")
+        print(f"; {d['test images']} test images ({shapes})")
+    print("settings per backbone:")
+    for b in spec.backbones:
+        e = backbone_spec(spec, b)
+        print(f"  {b}: width {e.net.width}, depth {e.net.depth}, cohort ≤ {e.cohort_train.steps} steps at lr "
+              f"{lr_for('cohort', b, e.cohort_train.lr):g}, test-time {e.train.steps} steps at lr "
+              f"{lr_for('transfer', b, e.train.lr):g}, random init at lr {lr_for('random', b, e.random_lr):g}")
+    print(f"\n1 sweep    {counts['cohorts']} cohorts, {counts['fits']} fits ({len(spec.seeds)} seed(s) × test images × regimes):")
+    for b in spec.backbones:
+        print("             " + b + ": " + ", ".join(f"{k.split(' ', 1)[1]} {v}" for k, v in counts["fits by"].items()
+                                                if k.startswith(b + " ")))
+    print("2 figures  tables and figures of the sweep")
+    print(f"3 single   {counts['single fits']} single-signal fits of {plan.study.single_steps} steps")
+    print(f"4 sae      {counts['saes']} SAEs (n = {plan.sae.n}, k = {plan.sae.k}, {plan.sae.steps} steps)")
+    print(f"5 atoms    {counts['atom maps']} atom maps")
+    print(f"6 ablate   {counts['ablations']} single-atom ablations")
+    print("7 report, 8 atlas")
+    if est is None:
+        return
+    load = est["load"]
+    print(f"\nestimated wall time on this machine: {_mmss(est['total'])} — an estimate, not a measurement")
+    print(f"  timed: {est['steps']} Adam steps of {est['timed_stacks']} representative stacks on {est['device']} with "
+          f"{est['threads']} torch thread(s) per job, extrapolated to every chunk and laid out over {est['jobs']} "
+          f"{est['cluster']} job(s) on {est['cores']} core(s); load average when timed "
+          + (f"{load[0]:.1f}, {load[1]:.1f}, {load[2]:.1f}" if load else "unknown"))
+    print(f"  cohorts ≤ {_mmss(est['cohorts'])} (to the step limit; they stop early at the target PSNR), fits "
+          f"{_mmss(est['fits'])}, single fits {_mmss(est['single'])}, SAEs {_mmss(est['sae'])}")
+    print("  not included: process start-up, image loading, atom maps, ablations, figures, report and atlas")
+
+
 @dataclass(frozen=True)
 class Reproduce:
     """The whole study in one command: cohorts, freeze sweep, stable ranks, SAEs, atoms, ablations, report, atlas."""
@@ -422,6 +624,9 @@ class Reproduce:
     """Override the preset's [exec] jobs."""
     device: str | None = None
     """Override the preset's [exec] device ('cpu', 'cuda', 'auto')."""
+    plan: bool = False
+    """Print what the preset would run (cohorts, fits per backbone and regime, SAEs, ablations) and an estimate of
+    its wall time on this machine from a few timed steps, then exit without writing anything."""
 
     def run(self) -> None:
         from tqdm.auto import tqdm
@@ -433,6 +638,10 @@ class Reproduce:
         # every check (preset types, [study] against the sweep, overrides) comes before anything is written
         plan = resolve_preset(self.preset, tuple(self.data), self.cluster, self.jobs, self.device)
         run = Path(self.out) if self.out is not None else Path("runs") / plan.name
+        if self.plan:
+            counts = study_counts(plan, run)
+            print_plan(plan, counts, estimate_time(plan, counts))
+            return
         conf = {"cmd": "reproduce", "preset": plan.name, "datasets": plan.datasets, "sweep": plan.spec, "sae": plan.sae,
                 "study": recorded_study(plan.study)}
         if (run / "run.json").exists() and not (self.resume or self.overwrite):
