@@ -196,7 +196,7 @@ def test_rank_cli_prints_every_predictor_equal_to_profile(tmp_path, capsys):
             assert _close(r[col], vals[ell]), (ell, col, r[col], vals[ell])
     assert (f"k* = argmax sr(W) = {prof.k_w}; argmax sr(H) = {prof.k_h}; argmax sr(H) centred = {prof.k_h_centred}; "
             f"argmax Δsr = {prof.k_delta}") in out
-    assert "init seed 4 (checkpoint meta)" in out
+    assert "init seed 4 (the checkpoint's meta)" in out
 
     assert main(["rank", str(tmp_path / "enc"), "--init-seed", "9"]) == 0
     out9 = capsys.readouterr().out
@@ -225,7 +225,7 @@ def test_rank_cli_reads_the_seed_of_an_inrlens_cohort_run(tmp_path, capsys):
     enc, meta = load_stack(tmp_path / "co")
     assert main(["rank", str(tmp_path / "co"), "--grid", "8", "8"]) == 0
     out = capsys.readouterr().out
-    assert "init seed 6 (run.json)" in out
+    assert f"init seed 6 ({tmp_path / 'co' / 'run.json'} (inrlens cohort --seed))" in out
     init = cohort_stack(enc.cfg, 3, 2, 6)
     prof = profile(enc, (8, 8), init_seed=6)
     for ell, r in _cli_rows(out).items():

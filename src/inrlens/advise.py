@@ -34,6 +34,7 @@ from torch import Tensor
 
 from .config import NetConfig, from_dict, to_dict
 from .nets import Stack
+from .probes.rank import recorded_init_seed
 
 ACTIVATIONS = {"sine": "siren", "relu": "ffmlp"}
 """Activation words → the registered backbone they mean (any registered backbone name is accepted as well)."""
@@ -395,32 +396,6 @@ def _read_json(path: Path) -> dict[str, Any] | None:
     return obj if isinstance(obj, dict) else None
 
 
-def recorded_seed(folder: Path, meta: Mapping[str, Any], member: int = 0) -> tuple[int | None, str]:
-    """The init seed an inrlens checkpoint's encoder was drawn from, and where it was read:
-
-    ``meta["seed"]``; a single-fit checkpoint's member name ``image@seed``; the ``seed`` of the ``inrlens cohort``
-    run.json in the same folder; the ``cohort_seed`` of the sweep whose ``cohorts/`` folder holds it. None when
-    none of these is there."""
-    s = meta.get("seed")
-    if isinstance(s, int) and not isinstance(s, bool):
-        return s, "the checkpoint's meta"
-    members = meta.get("members")
-    if meta.get("regime") == "single" and isinstance(members, list) and 0 <= member < len(members):
-        name = str(members[member])
-        if "@" in name and name.rsplit("@", 1)[1].lstrip("-").isdigit():
-            return int(name.rsplit("@", 1)[1]), f"member {member} ({name}) of the checkpoint's meta"
-    run = _read_json(folder / "run.json")
-    if run and run.get("cmd") == "cohort" and isinstance(run.get("seed"), int):
-        return int(run["seed"]), f"{folder / 'run.json'} (inrlens cohort --seed)"
-    if folder.parent.name == "cohorts":
-        sweep = _read_json(folder.parent.parent / "run.json")
-        if sweep and sweep.get("cmd") == "sweep" and isinstance(sweep.get("spec"), dict):
-            cs = sweep["spec"].get("cohort_seed", 0)
-            if isinstance(cs, int) and not isinstance(cs, bool):
-                return cs, f"{folder.parent.parent / 'run.json'} (the sweep's cohort_seed)"
-    return None, ""
-
-
 def load_inrlens(folder: Path, member: int = 0) -> Model:
     """An inrlens checkpoint folder: a cohort stays as saved (shared encoder + all heads); a stack of independent
     members (a single-fit checkpoint) gives member ``member``."""
@@ -441,7 +416,7 @@ def load_inrlens(folder: Path, member: int = 0) -> Model:
     layers = [Layer(ell, f"weight{ell}", *dims[ell], "head" if ell == L else "encoder") for ell in range(L + 1)]
     n_heads = int(stack.weights[-1].shape[0])
     heads = [f"head {i}" for i in range(n_heads)] if n_heads > 1 else []
-    seed, where = recorded_seed(folder, meta, member)
+    seed, where = recorded_init_seed(folder, meta, member)
     g = meta.get("grid")
     grid_shape = (int(g[0]), int(g[1])) if isinstance(g, (list, tuple)) and len(g) == 2 else None
     for p in stack.parameters():
@@ -754,6 +729,6 @@ def write_report(out: str | os.PathLike, adv: Advice, verification: Mapping[str,
 
 
 __all__ = ["ACTIVATIONS", "Linear", "Layer", "Model", "Advice", "read_tensors", "find_linears", "detect_heads", "arrange",
-           "check_chain", "backbone_for", "parse_options", "build_stack", "recorded_seed", "load_inrlens", "load_model",
+           "check_chain", "backbone_for", "parse_options", "build_stack", "load_inrlens", "load_model",
            "estimate_init_ranks", "advise", "init_sentence", "profile_rows", "verify", "report_dict", "to_markdown",
            "check_out", "write_report"]

@@ -76,14 +76,14 @@ class Rank:
     those columns are left out."""
 
     def run(self) -> None:
-        from ..probes.rank import profile
+        from ..probes.rank import profile, recorded_init_seed
         from ..store import load_stack
 
         if self.grid is not None and min(self.grid) < 1:
             raise ValueError(f"--grid: H and W must be >= 1, got {self.grid[0]} {self.grid[1]}")
         stack, meta = load_stack(self.encoder)
         shape = self.grid if self.grid is not None else tuple(meta.get("grid") or (64, 64))
-        seed, where = (self.init_seed, "--init-seed") if self.init_seed is not None else recorded_seed(self.encoder, meta)
+        seed, where = (self.init_seed, "--init-seed") if self.init_seed is not None else recorded_init_seed(self.encoder, meta)
         prof = profile(stack, shape, init_seed=seed)
         tags = [("W", prof.k_w), ("H", prof.k_h), ("Hc", prof.k_h_centred), ("dsr", prof.k_delta)]
         rows = []
@@ -99,23 +99,6 @@ class Rank:
               f"argmax sr(H) centred = {prof.k_h_centred}; argmax Δsr = {delta}")
         print("argmax_of: W = sr(W), H = sr(H) uncentred, Hc = sr(H) centred (mean over the grid subtracted), "
               "dsr = Δsr = sr(W) − sr(W) at initialisation")
-
-
-def recorded_seed(encoder: Path, meta: dict) -> tuple[int | None, str]:
-    """(the encoder's initialisation seed, where it was found): the checkpoint's ``meta["seed"]`` (a sweep's
-    cohort), else the ``seed`` of the ``inrlens cohort`` run.json in the same folder; (None, "") when neither."""
-    import json
-
-    if meta.get("seed") is not None:
-        return int(meta["seed"]), "checkpoint meta"
-    run_json = Path(encoder) / "run.json"
-    try:
-        conf = json.loads(run_json.read_text()) if run_json.is_file() else {}
-    except (OSError, ValueError):
-        conf = {}
-    if isinstance(conf, dict) and conf.get("cmd") == "cohort" and isinstance(conf.get("seed"), int):
-        return int(conf["seed"]), "run.json"
-    return None, ""
 
 
 def _check_report_paths(run_dir: Path, out: Path | None) -> None:

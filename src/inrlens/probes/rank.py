@@ -17,7 +17,10 @@ sr(M) = ‖M‖_F² / ‖M‖₂² = Σᵢ σᵢ² / σ_max²  — a continuous 
 
 from __future__ import annotations
 
-from typing import NamedTuple, Sequence
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
@@ -116,4 +119,39 @@ def profile(stack: Stack, shape: tuple[int, int], init_seed: int | None = None) 
     return RankProfile(sw, sh, argmax(sw), argmax(sh), (int(shape[0]), int(shape[1])), shc, argmax(shc), w0, delta, kd)
 
 
-__all__ = ["stable_rank", "weight_ranks", "activation_ranks", "init_weight_ranks", "RankProfile", "profile", "argmax"]
+def _read_json_dict(path: Path) -> dict[str, Any] | None:
+    try:
+        obj = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
+def recorded_init_seed(folder: str | Path, meta: Mapping[str, Any], member: int = 0) -> tuple[int | None, str]:
+    """The init seed an inrlens checkpoint's encoder was drawn from, and where it was read:
+
+    ``meta["seed"]``; a single-fit checkpoint's member name ``image@seed``; the ``seed`` of the ``inrlens cohort``
+    run.json in the same folder; the ``cohort_seed`` of the sweep whose ``cohorts/`` folder holds it. None when
+    none of these is there."""
+    folder = Path(folder)
+    s = meta.get("seed")
+    if isinstance(s, int) and not isinstance(s, bool):
+        return s, "the checkpoint's meta"
+    members = meta.get("members")
+    if meta.get("regime") == "single" and isinstance(members, list) and 0 <= member < len(members):
+        name = str(members[member])
+        if "@" in name and name.rsplit("@", 1)[1].lstrip("-").isdigit():
+            return int(name.rsplit("@", 1)[1]), f"member {member} ({name}) of the checkpoint's meta"
+    run = _read_json_dict(folder / "run.json")
+    if run and run.get("cmd") == "cohort" and isinstance(run.get("seed"), int):
+        return int(run["seed"]), f"{folder / 'run.json'} (inrlens cohort --seed)"
+    if folder.parent.name == "cohorts":
+        sweep = _read_json_dict(folder.parent.parent / "run.json")
+        if sweep and sweep.get("cmd") == "sweep" and isinstance(sweep.get("spec"), dict):
+            cs = sweep["spec"].get("cohort_seed", 0)
+            if isinstance(cs, int) and not isinstance(cs, bool):
+                return cs, f"{folder.parent.parent / 'run.json'} (the sweep's cohort_seed)"
+    return None, ""
+
+
+__all__ = ["recorded_init_seed", "stable_rank", "weight_ranks", "activation_ranks", "init_weight_ranks", "RankProfile", "profile", "argmax"]
