@@ -285,7 +285,7 @@ def test_sae_run_paths_are_the_files_the_cli_writes(tmp_path):
     named = {run.context, run.results, run.ablations, run.sweep_figure, out / "run.json",
              health_figure(run.figures, 0), health_figure(run.figures, 1), sae_stats_figure(run.figures)}
     for s in saes:
-        named |= {s.cfg, s.weights, s.stats, s.atoms, s.steer, s.gallery}
+        named |= {s.cfg, s.weights, s.stats, s.atoms, s.semantics, s.steer, s.gallery}
         if s.layer == 1:
             named |= {s.ablation, s.ablation_figure}
     assert {p for p in out.rglob("*") if p.is_file() and not p.name.startswith(".")} == named  # dot files: the store's run lock

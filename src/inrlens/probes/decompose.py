@@ -6,7 +6,7 @@ Three steps, each a function that computes, writes the run folder's files and re
 
     ctx  = load_member(inr_dir, images, member, data, device)      the member's grid, target, activations
     rows = decompose(ctx, layers, sae_cfg, combos, out)             one TopK SAE per (layer ℓ, n, k)
-    maps = atom_maps_for(out, top, layers, device)                  z_j(x) of the top atoms of every SAE (+ steering renders)
+    maps = atom_maps_for(out, top, layers, device)                  z_j(x) of the top atoms of every SAE (+ steering renders, semantics)
     abl  = ablate_atoms(out, layers, top, device)                   h − z_j d_j, propagated, per top atom
 
 Notation (shapes for one member on an H×W grid, P = H·W coordinates, row-major; L hidden layers of width d;
@@ -83,6 +83,14 @@ class SaeFiles:
     def atoms(self) -> Path:
         """atoms.safetensors (written by :func:`atom_maps_for`)."""
         return self.path / ATOMS_NAME
+
+    @property
+    def semantics(self) -> Path:
+        """semantics.json: Pearson r of the top atoms' maps with image, coordinate (and MRI tissue) feature maps
+        (written by :func:`atom_maps_for`; :func:`inrlens.probes.semantics.semantics_for`)."""
+        from .semantics import SEMANTICS_NAME
+
+        return self.path / SEMANTICS_NAME
 
     @property
     def steer(self) -> Path:
@@ -460,12 +468,19 @@ def atom_maps_for(run: str | Path | SaeRun, top: int = 16, layers: Sequence[int]
     (atom (m,) int64, maps (m, H, W) float16, firing_rate, mean_act (m,) float32, mean_top (H, W) float32 =
     mean of the m maps) in each SAE folder and returns the same data.
 
+    Atom semantics: semantics.json beside atoms.safetensors holds the Pearson r of those m maps with the
+    member image's feature maps and the coordinate maps (plus GM / WM / CSF, and a second record inside the brain
+    mask, when the run's recorded image spec is ``sample:mri``), built once per run
+    (:func:`inrlens.probes.semantics.member_features`, :func:`inrlens.probes.semantics.semantics_for`).
+
     Steering renders for the atlas: the first ``steer_top`` (None = probes.steer.STEER_TOP) of those atoms,
     each steered alone at every α of ``steer_scales`` (None = probes.steer.STEER_SCALES), are written to
     steer.safetensors (:func:`inrlens.probes.steer.steer_renders`); ``steer_scales=()`` or ``steer_top=0``
     writes none and removes an older steer.safetensors (its renders would belong to other atoms)."""
+    from ..store import atomic_write_json
     from .atoms import atom_maps, load_stats, save_tensors
     from .sae import load_sae
+    from .semantics import member_features, semantics_for
     from .steer import STEER_SCALES, STEER_TOP, steer_renders
 
     if top < 1:
@@ -480,6 +495,7 @@ def atom_maps_for(run: str | Path | SaeRun, top: int = 16, layers: Sequence[int]
     run = _as_run(run)
     ctx = MemberContext.from_run(run, device)
     saes = _saes_or_fail(run, layers, " for the requested layers" if layers else "")
+    feats = member_features(ctx.target, ctx.shape, ctx.record)  # once per run: the member's image, coordinates (+ MRI tissues)
     out = []
     for s in saes:
         model, _ = load_sae(s.path, ctx.device)
@@ -489,6 +505,8 @@ def atom_maps_for(run: str | Path | SaeRun, top: int = 16, layers: Sequence[int]
         maps = atom_maps(codes, ids, ctx.shape)  # (m, H, W)
         save_tensors({"atom": ids, "maps": maps.half(), "firing_rate": stats.firing_rate[ids], "mean_act": stats.mean_act[ids],
                       "mean_top": maps.mean(0).float()}, s.atoms)
+        atomic_write_json(s.semantics, semantics_for(feats, ids.tolist(), maps, {
+            "condition": ctx.condition, "image": ctx.image, "layer": s.layer, "n": s.n, "k": s.k, "shape": list(ctx.shape)}))
         renders = None
         if scales and steer_top:
             renders = steer_renders(ctx, model, s.layer, ids[:steer_top].tolist(), scales, codes)

@@ -350,3 +350,97 @@ def semantics_record(atom_ids: Sequence[int], names: Sequence[str], R: Any) -> d
     return {"features": list(names), "atoms": [int(j) for j in atom_ids],
             "r": [[clean(v) for v in row] for row in r], "top": top.name, "top_r": [clean(v) for v in top.r],
             "summary": summ}
+
+
+# --- SAE runs: semantics.json beside atoms.safetensors ------------------------------------------------------
+
+SEMANTICS_NAME = "semantics.json"
+"""File of one SAE folder (``<run>/saes/L{ℓ}_n{n}_k{k}/``) written by ``inrlens.probes.decompose.atom_maps_for``."""
+WINDOW = 2.0
+"""σ (px) of the ``frequency`` feature's Gaussian window in semantics.json."""
+FEATURE_ORDER = ("luminance", *COLOUR_NAMES, "edges", "frequency", "x", "y", "radius", *TISSUES)
+"""Order of the feature names in tables (names not listed here follow, in first-seen order)."""
+
+
+def is_mri_spec(images: Sequence[Any]) -> bool:
+    """True when an image spec, as a run records it (``context.json`` ``images``), is the built-in MRI set:
+    ``sample:mri`` or one of its slices ``sample:mri/…``. The spec decides, never a file's name."""
+    return any(str(i) == "sample:mri" or str(i).startswith("sample:mri/") for i in images)
+
+
+class MemberFeatures(NamedTuple):
+    """The feature maps one member's atoms are correlated with (built once per SAE run)."""
+
+    maps: dict[str, np.ndarray]
+    """{name: (H, W)}: :func:`feature_maps` of the image, then :func:`coordinate_maps`, then (MRI) :func:`tissue_maps`."""
+    brain: np.ndarray | None
+    """(H, W) bool brain mask, luminance > ``BRAIN_THRESHOLD`` (MRI runs only; None otherwise)."""
+    window: float
+
+
+def member_features(target: Any, shape: Sequence[int], record: Mapping[str, Any], window: float = WINDOW) -> MemberFeatures:
+    """Feature maps of one decomposed member: its image I = clamp((target + 1) / 2, 0, 1) reshaped (H, W, C)
+    (``target`` (P, C) in [-1, 1], row-major), the coordinate maps, and — when the run's recorded image spec
+    ``record['images']`` is ``sample:mri`` — the GM / WM / CSF maps of the member's slice ``record['image']``,
+    cut as the image was loaded (``record['data']['square']``), plus the brain mask."""
+    h, w = (int(s) for s in shape)
+    t = _np(target)
+    if t.ndim != 2 or t.shape[0] != h * w:
+        raise ValueError(f"target must be (H·W, C) = ({h * w}, C), got shape {tuple(t.shape)}")
+    image = np.clip((t + 1.0) * 0.5, 0.0, 1.0).reshape(h, w, t.shape[1])
+    maps = feature_maps(image, window)
+    maps.update(coordinate_maps((h, w)))
+    brain = None
+    if is_mri_spec(record.get("images") or ()):
+        square = bool((record.get("data") or {}).get("square", False))
+        maps.update(tissue_maps(str(record.get("image", "")), (h, w), square))
+        brain = luminance(image) > BRAIN_THRESHOLD
+    return MemberFeatures(maps, brain, float(window))
+
+
+def semantics_for(features: MemberFeatures, atom_ids: Sequence[int], atom_maps: Any,
+                  meta: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """What semantics.json holds for one SAE: ``meta`` (condition, layer, n, k, image, …) plus
+    ``records = {'all': semantics_record over every pixel}`` and, for MRI runs, ``'brain'`` (the same inside the
+    brain mask), ``brain_pixels``, ``brain_rule``; ``window`` and ``mri``. ``atom_maps`` (m, H, W)."""
+    names, R = correlate(atom_maps, features.maps)
+    out: dict[str, Any] = dict(meta or {})
+    out.update({"window": features.window, "mri": features.brain is not None,
+                "records": {"all": semantics_record(atom_ids, names, R)}})
+    if features.brain is not None:
+        _, Rb = correlate(atom_maps, features.maps, mask=features.brain)
+        out["records"]["brain"] = semantics_record(atom_ids, names, Rb)
+        out["brain_pixels"] = int(features.brain.sum())
+        out["brain_rule"] = f"luminance > {BRAIN_THRESHOLD}"
+    return out
+
+
+def feature_order(names: Sequence[str]) -> list[str]:
+    """Feature names in table order (:data:`FEATURE_ORDER`, then the rest as first seen), each once."""
+    seen = list(dict.fromkeys(names))
+    return [n for n in FEATURE_ORDER if n in seen] + [n for n in seen if n not in FEATURE_ORDER]
+
+
+def read_semantics(runs: Sequence[Any]) -> list[dict[str, Any]]:
+    """Summary rows of the semantics.json files of SAE run folders, one per (SAE, record): condition, regime,
+    backbone, image (from context.json, else the file), layer, n, k, where ('all' | 'brain'), atoms (m),
+    features (names in the file's order), summary ({feature: {mean_abs_r, top_count}}, '(none)' included).
+    Runs or SAEs without the file are skipped."""
+    import json
+
+    from .decompose import SaeRun
+
+    rows = []
+    for run in (r if isinstance(r, SaeRun) else SaeRun(r) for r in runs):
+        ctx = json.loads(run.context.read_text()) if run.context.exists() else {}
+        for sf in run.folders():
+            if not sf.semantics.exists():
+                continue
+            doc = json.loads(sf.semantics.read_text())
+            for where, rec in (doc.get("records") or {}).items():
+                rows.append({"condition": str(ctx.get("condition") or doc.get("condition") or run.root.name),
+                             "regime": ctx.get("regime"), "backbone": ctx.get("backbone"),
+                             "image": ctx.get("image") or doc.get("image"), "layer": sf.layer, "n": sf.n, "k": sf.k,
+                             "where": where, "atoms": len(rec.get("atoms", [])), "features": list(rec.get("features", [])),
+                             "summary": rec.get("summary", {})})
+    return rows
