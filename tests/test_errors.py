@@ -29,9 +29,12 @@ from inrlens.cli import COMMANDS, main
 TINY_NET = ["--data.size", "16", "--net.width", "8", "--net.depth", "2", "--train.steps", "2"]
 TINY = [*TINY_NET, "--no-lpips"]
 # the smallest argv that parses, per command (positional paths need not exist: the run is replaced or refused first)
-MINIMAL = {"fit": ["fit", "sample:faces"], "cohort": ["cohort", "sample:faces"], "transfer": ["transfer", "enc", "sample:faces"],
-           "sae": ["sae", "inr", "sample:faces"], "atoms": ["atoms", "run"], "ablate": ["ablate", "run"], "steer": ["steer", "run", "--layer", "0"], "sweep": ["sweep"],
-           "rank": ["rank", "enc"], "report": ["report", "run"], "reproduce": ["reproduce"], "advise": ["advise", "model"]}
+MINIMAL = {
+    "fit": ["fit", "sample:faces"], "cohort": ["cohort", "sample:faces"], "transfer": ["transfer", "enc", "sample:faces"],
+    "sae": ["sae", "inr", "sample:faces"], "atoms": ["atoms", "run"], "ablate": ["ablate", "run"],
+    "steer": ["steer", "run", "--layer", "0"], "sweep": ["sweep"], "rank": ["rank", "enc"], "report": ["report", "run"],
+    "reproduce": ["reproduce"], "advise": ["advise", "model"], "ladder": ["ladder"], "calibrate": ["calibrate"],
+}
 
 
 def command_class(name: str) -> type:
@@ -229,7 +232,8 @@ def test_table_into_a_closed_pipe_exits_quietly_after_the_work(tmp_path):
 
 
 # ------------------------------------------------------------------------------------ empty --out and friends
-@pytest.mark.parametrize("name", ["fit", "cohort", "transfer", "sae", "sweep", "report", "reproduce"])
+@pytest.mark.parametrize("name", ["fit", "cohort", "transfer", "sae", "steer", "sweep", "report", "reproduce", "advise", "ladder",
+                                  "calibrate"])
 @pytest.mark.parametrize("form", ["separate", "equals"])
 def test_empty_out_is_refused(name, form, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
