@@ -373,3 +373,79 @@ def test_steering_control_in_headless_chromium(tmp_path):
         finally:
             browser.close()
     assert errors == []
+
+
+# --------------------------------------------------------------------------------------- atom semantics
+def semantics_conditions() -> list[Condition]:
+    """make_conditions with semantics on condition 0: top correlates per atom (layer 0 also inside a brain mask,
+    one atom without any r) and the layer summary; condition 1 has none."""
+    conds = make_conditions()
+    feats = ["luminance", "edges", "frequency"]
+    for ell, lay in enumerate(conds[0].layers):
+        for i, a in enumerate(lay.atoms):
+            a.top = {"all": (feats[i % 3], (-1) ** i * (0.71 - 0.1 * i))}
+            if ell == 0:
+                a.top["brain"] = ("edges", 0.3) if i else (None, None)
+        lay.semantics = {"all": {"luminance": {"mean_abs_r": 0.5, "top_count": 2}, "edges": {"mean_abs_r": 0.25, "top_count": 2},
+                                 "frequency": {"mean_abs_r": None, "top_count": 2}, "(none)": {"mean_abs_r": None, "top_count": 0}}}
+        if ell == 0:
+            lay.semantics["brain"] = {"luminance": {"mean_abs_r": 0.125, "top_count": 0}, "edges": {"mean_abs_r": 0.3, "top_count": 5},
+                                      "frequency": {"mean_abs_r": 0.05, "top_count": 0}, "(none)": {"mean_abs_r": None, "top_count": 1}}
+    return conds
+
+
+def test_semantics_caption_and_table_are_embedded(tmp_path):
+    from inrlens.report.atlas import SEMANTICS_NOTE, semantic_caption, signed
+
+    assert signed(-0.7149) == "−0.71" and signed(0.3) == "+0.30" and signed(None) == "n/a" and signed(float("nan")) == "n/a"
+    assert semantic_caption({"all": ("edges", -0.71)}) == "top: edges −0.71"
+    assert semantic_caption({"all": ("gm", 0.5), "brain": ("wm", 0.551)}) == "top: gm +0.50 · top in brain: wm +0.55"
+    assert semantic_caption({"all": (None, None)}) == "top: none (the map is constant)" and semantic_caption({}) == ""
+    conds = semantics_conditions()
+    data = json.loads(_data_block(write_atlas(conds, tmp_path / "atlas").read_text()))
+    lay0 = data["conditions"][0]["layers"][0]
+    assert lay0["atoms"][0]["sem"] == "top: luminance +0.71 · top in brain: none (the map is constant)"
+    assert lay0["atoms"][1]["sem"] == "top: edges −0.61 · top in brain: edges +0.30"
+    assert data["conditions"][0]["layers"][1]["atoms"][1]["sem"] == "top: edges −0.61"
+    assert lay0["sem"] == {"where": ["", "in brain"], "note": SEMANTICS_NOTE, "rows": [
+        {"feature": "luminance", "cells": [[0.5, 2], [0.125, 0]]}, {"feature": "edges", "cells": [[0.25, 2], [0.3, 5]]},
+        {"feature": "frequency", "cells": [[None, 2], [0.05, 0]]}, {"feature": "(none)", "cells": [[None, 0], [None, 1]]}]}
+    assert "smooth maps inflate |r|" in SEMANTICS_NOTE
+    assert data["conditions"][1]["layers"][0]["sem"] is None and data["conditions"][1]["layers"][0]["atoms"][0]["sem"] == ""
+
+
+@pytest.mark.browser
+def test_semantics_caption_in_headless_chromium(tmp_path):
+    exe = _browser_or_skip()
+    from playwright.sync_api import sync_playwright
+
+    conds = semantics_conditions()
+    path = write_atlas(conds, tmp_path / "atlas")
+    errors: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1100, "height": 900})
+            page.on("console", lambda m: errors.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
+            page.on("pageerror", lambda e: errors.append(f"page error: {e}"))
+            page.goto(path.as_uri())
+            page.wait_for_selector("#atom-list li")
+            a1 = conds[0].layers[0].atoms[1]
+            page.click(f'#atom-list li[data-atom="{a1.id}"]')
+            assert page.inner_text("#atom-sem") == "top: edges −0.61 · top in brain: edges +0.30"
+            rows = page.eval_on_selector_all("#layer-sem-table tr", "els => els.map(r => [...r.children].map(c => c.textContent))")
+            assert rows == [["feature", "mean |r|", "top", "mean |r| in brain", "top in brain"],
+                            ["luminance", "0.50", "2", "0.13", "0"], ["edges", "0.25", "2", "0.30", "5"],
+                            ["frequency", "—", "2", "0.05", "0"], ["(none)", "—", "0", "—", "1"]]
+            assert "inflate |r|" in page.inner_text("#layer-sem-note")
+            page.select_option("#layer", "1")
+            a = conds[0].layers[1].atoms[2]
+            page.click(f'#atom-list li[data-atom="{a.id}"]')
+            assert page.inner_text("#atom-sem") == "top: frequency +0.51"
+            # a condition without semantics hides the table and shows no caption
+            page.select_option("#condition", "1")
+            assert page.eval_on_selector("#layer-sem", "e => e.classList.contains('none')")
+            assert page.inner_text("#atom-sem") == ""
+        finally:
+            browser.close()
+    assert errors == []

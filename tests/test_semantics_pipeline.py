@@ -81,6 +81,17 @@ def test_atom_maps_for_writes_semantics_equal_to_correlate(tmp_path):
     rows = read_semantics([tmp_path / "sae"])
     assert [(r["layer"], r["where"]) for r in rows] == [(0, "all"), (1, "all"), (2, "all")]
     assert all(r["condition"] == "single-siren" and r["backbone"] == "siren" and r["atoms"] == 5 for r in rows)
+    # the atlas reads them: per atom its top correlate, per layer the summary in the file's feature order
+    from inrlens.report.atlas import collect
+
+    cond = collect([tmp_path / "sae"])[0]
+    for lay, m in zip(cond.layers, maps):
+        rec = json.loads(m.files.semantics.read_text())["records"]["all"]
+        assert [a.id for a in lay.atoms] == rec["atoms"]
+        assert [a.top["all"][0] for a in lay.atoms] == rec["top"]
+        assert [a.top["all"][1] for a in lay.atoms] == pytest.approx(rec["top_r"])
+        assert list(lay.semantics["all"]) == [*rec["features"], "(none)"]
+        assert {f: v["top_count"] for f, v in lay.semantics["all"].items()} == {f: v["top_count"] for f, v in rec["summary"].items()}
 
 
 @pytest.fixture(scope="module")

@@ -60,6 +60,42 @@
     if ("psnr_sub" in s) parts.push("PSNR with ĥ " + fmt(s.psnr_sub, 2) + " dB");
     if ("psnr_inr" in s) parts.push("INR " + fmt(s.psnr_inr, 2) + " dB");
     $("layer-stats").textContent = parts.length ? parts.join(" · ") : "no SAE diagnostics recorded";
+    layerSemantics();
+  }
+
+  // Atom semantics of the layer: per feature the mean |r| over its atoms and how many atoms it is the top correlate of.
+  function cell(tr, tag, text) {
+    const c = document.createElement(tag);
+    c.textContent = text;
+    tr.appendChild(c);
+  }
+
+  function layerSemantics() {
+    const sem = layer().sem, box = $("layer-sem"), table = $("layer-sem-table");
+    table.innerHTML = "";
+    if (!sem) {
+      box.classList.add("none");
+      $("layer-sem-note").textContent = "";
+      return;
+    }
+    box.classList.remove("none");
+    const head = document.createElement("tr");
+    cell(head, "th", "feature");
+    sem.where.forEach((w) => {
+      cell(head, "th", "mean |r|" + (w ? " " + w : ""));
+      cell(head, "th", "top" + (w ? " " + w : ""));
+    });
+    table.appendChild(head);
+    sem.rows.forEach((row) => {
+      const tr = document.createElement("tr");
+      cell(tr, "td", row.feature);
+      row.cells.forEach((c) => {
+        cell(tr, "td", c[0] === null ? "—" : fmt(c[0], 2));
+        cell(tr, "td", c[1] === null || c[1] === undefined ? "—" : String(c[1]));
+      });
+      table.appendChild(tr);
+    });
+    $("layer-sem-note").textContent = sem.note;
   }
 
   function listValue(a) {
@@ -163,6 +199,7 @@
     $("atom-title").textContent = cond().name + " · layer " + layer().layer + " · atom " + a.id;
     $("atom-map").src = a.map;
     $("atom-map-cap").textContent = "atom map z_j(x), scale 0 … " + fmt(a.map_max, 4);
+    $("atom-sem").textContent = a.sem || "";
     const em = $("error-map");
     if (a.err) {
       em.src = a.err;

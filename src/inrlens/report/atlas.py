@@ -12,6 +12,9 @@ rate; the layer's SAE diagnostics (R², alive %, ρ, PSNR with ĥ substituted) a
 For atoms with steering renders, buttons over the rendered scales α (plus α = 1, the original reconstruction)
 swap the steered reconstruction f′ (h′ = h + (α − 1)·z_j·d_j at the layer, :mod:`inrlens.probes.steer`) and its
 difference map |f′ − f| (magma, one scale shared by all α of the atom, which is printed).
+Atom semantics (:mod:`inrlens.probes.semantics`), when the SAE folder has them: per atom its top correlate
+("top: edges −0.71"; for MRI runs also inside the brain mask), per layer a small table of mean |r| and top counts
+per feature, with the caveat that spatially smooth maps inflate |r|.
 
 Input layout (written by ``inrlens sae | atoms | ablate``; paths from :class:`inrlens.probes.decompose.SaeRun`,
 documented in docs/run-folder.md)::
@@ -21,6 +24,7 @@ documented in docs/run-folder.md)::
     <sae run>/saes/L{ℓ}_n{n}_k{k}/atoms.safetensors     atom ids, maps (m, H, W), firing_rate, mean_act
     <sae run>/saes/L{ℓ}_n{n}_k{k}/ablation.safetensors  atom ids, err_maps, psnr_drop, locality, region_frac
     <sae run>/saes/L{ℓ}_n{n}_k{k}/steer.safetensors     atom ids, scales, images, diffs, psnr_vs_inr/image, original
+    <sae run>/saes/L{ℓ}_n{n}_k{k}/semantics.json        per record (all pixels; MRI: also the brain): r, top, summary
 
 :func:`collect` reads that layout into :class:`Condition` objects; :func:`write_atlas` renders any list of
 them, so the page can also be built from data computed elsewhere.
@@ -65,6 +69,9 @@ class Atom:
     """(H, W) |f' − f| on [0, 1], channel mean (None: not ablated)."""
     steer: Steering | None = None
     """Renders of the atom steered at a few scales α (None: none stored)."""
+    top: dict[str, tuple[str | None, float | None]] = field(default_factory=dict)
+    """Top correlate per semantics record ('all' pixels; 'brain' for MRI runs): (feature, signed r); (None, None)
+    when no r is defined (constant map). Empty: no semantics.json."""
 
 
 @dataclass
@@ -95,6 +102,9 @@ class Layer:
     """SAE diagnostics of the layer (keys of LAYER_STATS that were measured)."""
     recon: np.ndarray | None = None
     """(H, W, C) the unsteered reconstruction f on [0, 1], shown at α = 1 (None: no steering renders)."""
+    semantics: dict[str, dict[str, dict[str, float | int | None]]] = field(default_factory=dict)
+    """Per semantics record ('all', 'brain'): {feature: {'mean_abs_r', 'top_count'}} in the file's feature order,
+    '(none)' last (atoms without any r). Empty: no semantics.json."""
 
 
 @dataclass
@@ -114,6 +124,23 @@ def _finite(x: Any) -> float | None:
     except (TypeError, ValueError):
         return None
     return v if math.isfinite(v) else None
+
+
+def _read_semantics(sf: Any) -> tuple[dict[int, dict[str, tuple[str | None, float | None]]], dict[str, Any]]:
+    """semantics.json of one SAE folder → ({atom id: {record: (top feature, r)}}, {record: layer summary})."""
+    if not sf.semantics.exists():
+        return {}, {}
+    doc = json.loads(sf.semantics.read_text())
+    tops: dict[int, dict[str, tuple[str | None, float | None]]] = {}
+    summ: dict[str, Any] = {}
+    for where, rec in (doc.get("records") or {}).items():
+        for j, name, r in zip(rec.get("atoms", []), rec.get("top", []), rec.get("top_r", [])):
+            tops.setdefault(int(j), {})[str(where)] = (None if name is None else str(name), _finite(r))
+        s = rec.get("summary") or {}
+        order = [f for f in rec.get("features", []) if f in s] + [f for f in s if f not in rec.get("features", [])]
+        summ[str(where)] = {f: {"mean_abs_r": _finite(s[f].get("mean_abs_r")), "top_count": int(s[f].get("top_count") or 0)}
+                            for f in order}
+    return tops, summ
 
 
 def collect(runs: Sequence[str | Path]) -> list[Condition]:
@@ -153,14 +180,15 @@ def collect(runs: Sequence[str | Path]) -> list[Condition]:
                 for i, j in enumerate(t["atom"].tolist()):
                     steer[int(j)] = Steering(scales, t["images"][i].astype(np.float32), t["diffs"][i].astype(np.float32),
                                              [_finite(x) for x in t["psnr_vs_inr"][i]], [_finite(x) for x in t["psnr_vs_image"][i]])
+            tops, sem = _read_semantics(sf)
             atoms = []
             for i, j in enumerate(a["atom"].tolist()):
                 drop, loc, reg, err = abl.get(int(j), (None, None, None, None))
                 atoms.append(Atom(int(j), float(a["firing_rate"][i]), float(a["mean_act"][i]), a["maps"][i].astype(np.float32),
-                                  drop, loc, reg, err, steer.get(int(j))))
+                                  drop, loc, reg, err, steer.get(int(j)), tops.get(int(j), {})))
             row = rows.get((ell, n, k), {})
             stats = {s: v for s in LAYER_STATS if (v := _finite(row.get(s))) is not None}
-            layers.append(Layer(ell, n, k, atoms, stats, recon))
+            layers.append(Layer(ell, n, k, atoms, stats, recon, sem))
         if not layers:
             raise FileNotFoundError(f"{run.root}: no atom maps yet (run `inrlens atoms {run.root}` first)")
         shape = tuple(ctx.get("shape") or layers[0].atoms[0].map.shape)
@@ -207,6 +235,44 @@ def _steer_data(s: Steering | None) -> dict[str, Any] | None:
             "psnr_inr": [_finite(v) for v in s.psnr_vs_inr], "psnr_img": [_finite(v) for v in s.psnr_vs_image]}
 
 
+WHERE_LABEL = {"all": "", "brain": "in brain"}
+"""How a semantics record is named in the atlas ('all' pixels unnamed)."""
+SEMANTICS_NOTE = ("Pearson r over the pixels of the atom map and each feature map; neighbouring pixels are not independent, "
+                  "so spatially smooth maps inflate |r| — compare with a baseline (e.g. an SAE on a random-init INR).")
+
+
+def signed(r: float | None, d: int = 2) -> str:
+    """r with an explicit sign (U+2212 minus): '−0.71', '+0.30'; 'n/a' when undefined."""
+    v = _finite(r)
+    if v is None:
+        return "n/a"
+    return ("−" if v < 0 else "+") + f"{abs(v):.{d}f}"
+
+
+def semantic_caption(top: dict[str, tuple[str | None, float | None]]) -> str:
+    """An atom's semantics caption: 'top: edges −0.71' (and '· top in brain: wm +0.55' for MRI); '' when none."""
+    parts = []
+    for where, (name, r) in top.items():
+        label = "top" + (f" {WHERE_LABEL.get(where, where)}" if WHERE_LABEL.get(where, where) else "")
+        parts.append(f"{label}: none (the map is constant)" if name is None else f"{label}: {name} {signed(r)}")
+    return " · ".join(parts)
+
+
+def _layer_semantics(sem: dict[str, dict[str, dict[str, Any]]]) -> dict[str, Any] | None:
+    """A layer's semantics table for the page: one column pair (mean |r|, top count) per record, one row per
+    feature (the features of the first record, in its order; '(none)' only when some atom has no r)."""
+    if not sem:
+        return None
+    wheres = list(sem)
+    feats = [f for f in sem[wheres[0]] if f != "(none)"]
+    rows = [{"feature": f, "cells": [[_finite(sem[w].get(f, {}).get("mean_abs_r")), sem[w].get(f, {}).get("top_count")]
+                                     for w in wheres]} for f in feats]
+    none = [int(sem[w].get("(none)", {}).get("top_count") or 0) for w in wheres]
+    if any(none):
+        rows.append({"feature": "(none)", "cells": [[None, c] for c in none]})
+    return {"where": [WHERE_LABEL.get(w, w) for w in wheres], "rows": rows, "note": SEMANTICS_NOTE}
+
+
 def atlas_data(conditions: Sequence[Condition], title: str = "inrlens atom atlas") -> dict[str, Any]:
     """The JSON document the page renders (images as data URIs)."""
     conds = []
@@ -220,9 +286,9 @@ def atlas_data(conditions: Sequence[Condition], title: str = "inrlens atom atlas
                               "region_frac": a.region_frac,
                               "err": None if a.err_map is None else png_uri(a.err_map, "magma"),
                               "err_max": None if a.err_map is None else float(np.max(a.err_map)),
-                              "steer": _steer_data(a.steer)})
+                              "steer": _steer_data(a.steer), "sem": semantic_caption(a.top)})
             layers.append({"layer": lay.layer, "n": lay.n, "k": lay.k, "stats": lay.stats, "atoms": atoms,
-                           "recon": None if lay.recon is None else image_uri(lay.recon)})
+                           "recon": None if lay.recon is None else image_uri(lay.recon), "sem": _layer_semantics(lay.semantics)})
         conds.append({"name": c.name, "image": c.image, "shape": list(c.shape), "layers": layers})
     return {"title": title, "conditions": conds}
 
@@ -284,4 +350,4 @@ def build_atlas(runs: Sequence[str | Path], out_dir: str | Path, title: str = "i
 
 
 __all__ = ["Atom", "Steering", "Layer", "Condition", "collect", "png_uri", "image_uri", "atlas_data", "script_json", "html_text",
-           "render", "write_atlas", "build_atlas"]
+           "render", "write_atlas", "build_atlas", "semantic_caption", "signed"]
