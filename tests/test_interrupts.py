@@ -160,15 +160,15 @@ def test_sigterm_stops_the_sweep_then_a_rerun_writes_each_key_once(tmp_path):
     """SIGTERM to the command alone (its workers get nothing from the sender): it cancels them itself. A rerun
     started at once finishes with every planned key exactly once over all raw results files."""
     out = tmp_path / "s"
-    train_cohorts_here(sweep_spec_of(sweep_args(out, steps=150)), out)
-    p = start(sweep_args(out, steps=150))
+    train_cohorts_here(sweep_spec_of(sweep_args(out)), out)
+    p = start(sweep_args(out))
     wait_for_first_fit_row(p, out / "results")
     os.kill(p.pid, signal.SIGTERM)
     assert_stopped(p, out / "submitit", 143, f"inrlens: interrupted (SIGTERM); {SWEEP_LINE}")
     partial = Counter(r["key"] for r in fit_rows_raw(out / "results"))
     assert 1 <= len(partial) < 24 and max(partial.values()) == 1
 
-    p2 = start(sweep_args(out, steps=150))
+    p2 = start(sweep_args(out))
     log, err = p2.communicate(timeout=TIMEOUT)
     assert p2.returncode == 0, err[-3000:]
     assert f"{len(partial)} fits already done, {24 - len(partial)} to run" in log, log
@@ -302,6 +302,31 @@ def test_cancel_jobs_kills_the_whole_tree():
     assert cancel_jobs([_FakeLocalJob(p) for p in procs], grace=10) == []
     assert not [q for q in pids if pid_alive(q)]
     assert all(p.returncode == -signal.SIGKILL for p in procs)
+
+
+def test_cancel_jobs_scancels_cluster_jobs_in_one_quiet_call(tmp_path, monkeypatch, capfd):
+    """SLURM jobs: one scancel naming every job id; its complaints (a job already ended) stay off the terminal."""
+    from inrlens.sweep import InlineExecutor
+    from inrlens.sweep.executors import cancel_jobs
+
+    bindir, calls = tmp_path / "bin", tmp_path / "calls"
+    bindir.mkdir()
+    fake = bindir / "scancel"
+    fake.write_text(f"#!/bin/sh\necho \"$@\" >> {calls}\necho 'scancel: error: job already completed' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
+
+    class SlurmLikeJob:
+        _cancel_command = "scancel"
+
+        def __init__(self, job_id: str):
+            self.job_id = job_id
+
+    inline = InlineExecutor().map_array(lambda x: x, [1])
+    capfd.readouterr()
+    assert cancel_jobs([SlurmLikeJob("41_0"), SlurmLikeJob("41_1"), *inline]) == []
+    assert calls.read_text().splitlines() == ["41_0 41_1"]
+    assert capfd.readouterr().err == ""
 
 
 def test_deferred_signal_arrives_when_the_block_ends():

@@ -221,22 +221,24 @@ def _kill_trees(procs: Sequence[subprocess.Popen], grace: float) -> list[int]:
     """Freeze each process and everything below it (SIGSTOP, top down, until no new process appears, so that
     nothing starts another one meanwhile), kill them all (SIGKILL) and wait, at most ``grace`` seconds, until
     they are gone. Returns the pids still alive then."""
+    deadline = time.monotonic() + grace
     roots = [p.pid for p in procs]
     frozen: list[int] = []
     todo = list(roots)
-    for _ in range(100):  # each round reaches one more generation; a job's tree is three deep
+    while todo:  # each round reaches one more generation (a job's tree is three deep)
         for pid in todo:
             _send(pid, signal.SIGSTOP)
             frozen.append(pid)
         t0 = time.monotonic()  # a stop takes effect when the process next runs: wait until it has
-        while time.monotonic() - t0 < 1.0 and any(_state(p) not in (None, "T", "t", "Z", "X") for p in frozen):
+        while (time.monotonic() - t0 < 1.0 and time.monotonic() < deadline
+               and any(_state(p) not in (None, "T", "t", "Z", "X") for p in frozen)):
             time.sleep(0.005)
         todo = [p for p in _descendants(roots, _children()) if p not in frozen]
-        if not todo:
+        if time.monotonic() > deadline:
+            frozen += todo
             break
     for pid in frozen:
         _send(pid, signal.SIGKILL)
-    deadline = time.monotonic() + grace
     while True:
         for p in procs:
             p.poll()  # reap our own children
@@ -268,7 +270,7 @@ def cancel_jobs(jobs: Sequence[Any], grace: float = 30.0) -> list[int]:
                 procs.append(proc)
             continue
         cmd = getattr(j, "_cancel_command", None)  # a cluster job (scancel for SLURM)
-        if isinstance(cmd, str) and getattr(j, "job_id", None) is not None:
+        if isinstance(cmd, str) and shutil.which(cmd) and getattr(j, "job_id", None) is not None:
             cancel_cmds.setdefault(cmd, []).append(str(j.job_id))
     for cmd, ids in cancel_cmds.items():
         try:
