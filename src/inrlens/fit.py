@@ -9,15 +9,24 @@ then recomputed inside every step, never cached) and is frozen and cached with t
 Loss = Σ_members MSE_member (sum of per-member means over pixels and channels, on [-1, 1] pixels). With
 independent members this makes one Adam over the stacked tensors equal B separate Adams; for a cohort it is
 Eq. 2 of the paper. Never average over members: that would rescale each member's gradient by 1/B.
+
+Long loops (cohorts) can be interrupted and continued: :func:`train` hands a :class:`LoopState` (weights, Adam
+moments and step counts, the curve so far, the divergence mask) to a ``checkpoint`` callback every
+``TrainConfig.checkpoint_every`` steps, and continues from one given as ``resume`` exactly as if it had never
+stopped (the loop draws no random numbers; on CPU the result is bit-identical). :mod:`inrlens.trainstate` keeps
+such a state in a cohort's folder.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import platform
 import time
-from dataclasses import dataclass, field
-from typing import Any, Callable, NamedTuple, Sequence
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
@@ -122,6 +131,115 @@ class FitResult(NamedTuple):
     """Wall time of the loop (synchronised)."""
 
 
+STATE_SECONDS = 60.0
+"""With ``TrainConfig.checkpoint_every`` None, :func:`train` hands a state to its ``checkpoint`` callback once this
+many seconds of training have passed since the last one (bounded loss on a kill, negligible writing cost)."""
+
+
+@dataclass
+class LoopState:
+    """Everything :func:`train` needs to continue a loop exactly where it stopped (all tensors on the CPU)."""
+
+    step: int
+    """Adam steps taken; the loop continues with step index ``step``."""
+    tensors: dict[str, Tensor]
+    """Every tensor of the stack by its checkpoint name (``weight<i>``, ``bias<i>``, the encoding's names)."""
+    adam: dict[str, Tensor]
+    """Adam state of each optimised tensor: ``<name>.exp_avg``, ``<name>.exp_avg_sq``, ``<name>.step``."""
+    alive: Tensor
+    """(B,) bool: members whose loss has stayed finite."""
+    steps: list[int]
+    """Step numbers of the curve so far."""
+    curve: Tensor
+    """(T, B) training PSNR recorded so far (float64)."""
+    seconds: float
+    """Training wall time so far."""
+
+
+ADAM_KEYS = ("exp_avg", "exp_avg_sq", "step")
+"""Per-tensor Adam state a :class:`LoopState` keeps (amsgrad is never used)."""
+
+
+def stack_tensors(stack: Stack) -> dict[str, Tensor]:
+    """The live tensors of a stack by checkpoint name: ``weight<i>``, ``bias<i>`` and the encoding's names."""
+    out = {f"weight{i}": w for i, w in enumerate(stack.weights)}
+    out.update({f"bias{i}": b for i, b in enumerate(stack.biases)})
+    out.update(stack.encoding)
+    return out
+
+
+def _cpu_copy(t: Tensor) -> Tensor:
+    return torch.as_tensor(t).detach().to("cpu", copy=True)
+
+
+def _snapshot(stack: Stack, opt: torch.optim.Optimizer, step: int, alive: Tensor, steps: list[int], curve: list[Tensor],
+              seconds: float) -> LoopState:
+    live = stack_tensors(stack)
+    name_of = {id(t): n for n, t in live.items()}
+    adam = {}
+    for p in opt.param_groups[0]["params"]:
+        st = opt.state.get(p, {})
+        for k in ADAM_KEYS:
+            if k in st:
+                adam[f"{name_of[id(p)]}.{k}"] = _cpu_copy(st[k])
+    return LoopState(step, {n: _cpu_copy(t) for n, t in live.items()}, adam, _cpu_copy(alive), list(steps),
+                     torch.stack(curve).clone(), seconds)
+
+
+def _optimised_names(stack: Stack, start: int) -> list[str]:
+    """Names of the tensors :func:`make_optimizer` optimises, in its order."""
+    live = stack_tensors(stack)
+    enc = [n for n in stack.encoding_names if isinstance(live[n], torch.nn.Parameter)] if start == 0 else []
+    return enc + [f"{kind}{ell}" for ell in range(start, stack.cfg.depth + 1) for kind in ("weight", "bias")]
+
+
+def state_mismatch(stack: Stack, state: LoopState, train_cfg: TrainConfig, start: int = 0) -> str | None:
+    """Why ``state`` cannot continue a loop of :func:`train` on ``stack`` (tensor names or shapes, member count,
+    steps outside 1..steps−1, an incomplete Adam state), or None when it can."""
+    live = stack_tensors(stack)
+    if set(state.tensors) != set(live):
+        return f"its tensors ({', '.join(sorted(state.tensors))}) are not the stack's ({', '.join(sorted(live))})"
+    for n, t in live.items():
+        if tuple(state.tensors[n].shape) != tuple(t.shape) or state.tensors[n].dtype != t.dtype:
+            return f"tensor {n} is {tuple(state.tensors[n].shape)} {state.tensors[n].dtype}, the stack's {tuple(t.shape)} {t.dtype}"
+    if not 1 <= state.step < train_cfg.steps:
+        return f"it is at step {state.step}, outside 1..{train_cfg.steps - 1}"
+    B = stack.members
+    T = len(state.steps)
+    if state.alive.dtype != torch.bool or tuple(state.alive.shape) != (B,) or tuple(state.curve.shape) != (T, B) or T < 1:
+        return f"its curve or member mask does not fit {B} members"
+    if any(not 0 <= s < state.step for s in state.steps) or list(state.steps) != sorted(set(state.steps)):
+        return "its curve steps are not increasing steps before its step"
+    names = _optimised_names(stack, start)
+    extra = {k.rsplit(".", 1)[0] for k in state.adam} - set(names)
+    if extra:
+        return f"it has Adam state for tensors that are not trained: {', '.join(sorted(extra))}"
+    for n in names:
+        have = [k for k in ADAM_KEYS if f"{n}.{k}" in state.adam]
+        if have and len(have) != len(ADAM_KEYS):
+            return f"its Adam state of {n} is incomplete"
+        if have and (tuple(state.adam[f"{n}.exp_avg"].shape) != tuple(live[n].shape)
+                     or tuple(state.adam[f"{n}.exp_avg_sq"].shape) != tuple(live[n].shape) or state.adam[f"{n}.step"].ndim != 0):
+            return f"its Adam state of {n} does not fit the tensor"
+    return None
+
+
+def _restore(stack: Stack, opt: torch.optim.Optimizer, state: LoopState) -> None:
+    """Copy a checked state's tensors into the stack and its Adam state into ``opt`` (copies: never aliased)."""
+    live = stack_tensors(stack)
+    with torch.no_grad():
+        for n, t in live.items():
+            t.copy_(state.tensors[n])
+    name_of = {id(t): n for n, t in live.items()}
+    sd = opt.state_dict()
+    per_param = {}
+    for i, p in enumerate(opt.param_groups[0]["params"]):
+        n = name_of[id(p)]
+        if f"{n}.step" in state.adam:
+            per_param[i] = {k: state.adam[f"{n}.{k}"].clone() for k in ADAM_KEYS}
+    opt.load_state_dict({"state": per_param, "param_groups": sd["param_groups"]})
+
+
 def run_members(stack: Stack, h: Tensor, start: int, idx: Tensor | None) -> Tensor:
     """Layers start..L of the members idx (None = all, in order) on input h (B_h, P, d) → (B_g, P, C)."""
     return stack.run(h, start, None, idx)
@@ -169,16 +287,30 @@ def train(
     desc: str = "fit",
     progress: bool = True,
     use_prefix_cache: bool = True,
+    checkpoint: Callable[[LoopState], Any] | None = None,
+    resume: LoopState | None = None,
 ) -> FitResult:
     """Adam on layers ≥ start of ``stack`` to fit ``groups``; layers < start are frozen (requires_grad False).
 
     Returns per-member PSNR curves. Members whose loss turns non-finite are masked out of the loss (their own
     parameters only are affected; the rest of the stack carries on) and flagged in ``diverged``.
+
+    ``checkpoint``: called with a :class:`LoopState` after every ``train_cfg.checkpoint_every``-th step (None:
+    after the first step that ends :data:`STATE_SECONDS` after the previous state), never after the last step or
+    a stop; an exception it raises ends the loop. ``resume``: a state of this very loop (same stack, groups,
+    config, start and lr) to continue from; the result equals that of the loop never interrupted (one it does
+    not fit, see :func:`state_mismatch`, is a ValueError before anything changes). ``seconds`` counts the
+    training before the state too, and never the callback's own time.
     """
     device = stack.weights[-1].device
     B = stack.members
     lr = lr if lr is not None else lr_for("single", stack.cfg.backbone, train_cfg.lr)
     opt = make_optimizer(stack, start, lr, fused=use_fused_adam(device, train_cfg))
+    if resume is not None:
+        why = state_mismatch(stack, resume, train_cfg, start)
+        if why is not None:
+            raise ValueError(f"cannot resume this loop from the state given: {why}")
+        _restore(stack, opt, resume)
 
     # Frozen-prefix cache: the input of layer `start` never changes on a fixed grid.
     idxs = [None if g.members == list(range(B)) else torch.tensor(g.members, device=device) for g in groups]
@@ -200,17 +332,26 @@ def train(
     step_fn: Callable[[], Tensor] = torch.compile(member_mse, dynamic=False) if train_cfg.compile else member_mse
 
     alive = torch.ones(B, dtype=torch.bool, device=device)
-    steps, curve = [], []
+    steps: list[int] = []
+    curve: list[Tensor] = []
+    step0, seconds0 = 0, 0.0
+    if resume is not None:
+        alive = resume.alive.to(device).clone()
+        steps, curve = list(resume.steps), list(resume.curve.clone().unbind(0))
+        step0, seconds0 = resume.step, float(resume.seconds)
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=train_cfg.steps, desc=desc, leave=False, dynamic_ncols=True)
+        bar = tqdm(total=train_cfg.steps, initial=step0, desc=desc, leave=False, dynamic_ncols=True)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     t0 = time.perf_counter()
-    steps_run = 0
-    for step in range(train_cfg.steps):
+    paused = 0.0  # time spent in the checkpoint callback, left out of `seconds`
+    last_state = t0
+    every = train_cfg.checkpoint_every
+    steps_run = step0
+    for step in range(step0, train_cfg.steps):
         mse = step_fn()
         alive = alive & torch.isfinite(mse)
         loss = torch.where(alive, mse, torch.zeros_like(mse)).sum()
@@ -233,9 +374,15 @@ def train(
                 break
         if bar is not None:
             bar.update(1)
+        if checkpoint is not None and not last:
+            now = time.perf_counter()
+            if (every is not None and steps_run % every == 0) or (every is None and now - last_state >= STATE_SECONDS):
+                checkpoint(_snapshot(stack, opt, steps_run, alive, steps, curve, seconds0 + now - t0 - paused))
+                last_state = time.perf_counter()
+                paused += last_state - now
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-    seconds = time.perf_counter() - t0
+    seconds = seconds0 + time.perf_counter() - t0 - paused
     if bar is not None:
         bar.close()
     with torch.no_grad():  # the last update can overflow after the last finite loss: check the weights too
@@ -385,9 +532,18 @@ def fit_single(signals: Sequence[Signal], net: NetConfig, train_cfg: TrainConfig
 
 
 def fit_cohort(signals: Sequence[Signal], net: NetConfig, train_cfg: TrainConfig, seed: int = 0,
-               progress: bool = True, with_lpips: bool = False) -> tuple[Stack, FitResult, list[MemberResult]]:
+               progress: bool = True, with_lpips: bool = False, *, state: str | os.PathLike | None = None,
+               resume: bool = True, run: str = "") -> tuple[Stack, FitResult, list[MemberResult]]:
     """STRAINER: shared encoder + one head per signal; loss Σ_i MSE_i (Eq. 2). Signals may differ in shape
-    (one grid per shape; the encoder runs once per grid for all its heads), not in channel count."""
+    (one grid per shape; the encoder runs once per grid for all its heads), not in channel count.
+
+    ``state``: a training-state file (:mod:`inrlens.trainstate`; a cohort folder's is
+    ``trainstate.path_in(folder)``). The loop writes its state there every ``train_cfg.checkpoint_every`` steps
+    (None: about once a minute) and, with ``resume``, first continues from the state it finds there when that
+    was written for this very cohort: ``run`` (the caller's key of the run) with the same architecture,
+    schedule, lr, seed, device and images. A state that cannot be used is ignored with a one-line warning and
+    training starts at step 0. The result equals an uninterrupted fit's (bit-identical on CPU). The file is
+    left in place: remove it (:func:`inrlens.trainstate.remove`) once the cohort is saved."""
     if len({s.channels for s in signals}) != 1:
         raise ValueError("fit_cohort: signals mix channel counts; harmonise them first (DataConfig.channels)")
     device = resolve_device(train_cfg.device)
@@ -395,7 +551,22 @@ def fit_cohort(signals: Sequence[Signal], net: NetConfig, train_cfg: TrainConfig
     stack = cohort_stack(net, signals[0].channels, len(signals), seed).to(device)
     groups = _groups_for(signals, device)
     lr = lr_for("cohort", net.backbone, train_cfg.lr)
-    fr = train(stack, groups, train_cfg, start=0, lr=lr, desc=f"cohort {net.backbone}", progress=progress)
+    hook, start_from = None, None
+    if state is not None:
+        from . import trainstate
+
+        ident = trainstate.identity(run, net, replace(train_cfg, lr=lr), seed, device, use_fused_adam(device, train_cfg), signals)
+        if resume:
+            start_from = trainstate.load(state, ident)
+            why = None if start_from is None else state_mismatch(stack, start_from, train_cfg)
+            if why is not None:
+                warnings.warn(f"{state}: training state not used ({why}); training starts at step 0", RuntimeWarning, stacklevel=2)
+                start_from = None
+        else:
+            trainstate.remove(state)
+        hook = lambda st: trainstate.save(state, st, ident)  # noqa: E731
+    fr = train(stack, groups, train_cfg, start=0, lr=lr, desc=f"cohort {net.backbone}", progress=progress,
+               checkpoint=hook, resume=start_from)
     return stack, fr, _results(fr, evaluate(stack, groups, [s.name for s in signals], with_lpips), [seed] * len(signals))
 
 
