@@ -103,8 +103,11 @@ def train_cohorts_job(cohorts: list[CohortTask], results_dir: str, threads: int 
 
 
 def train_cohort_job(cohort: CohortTask, results_dir: str, threads: int = 1, device: str = "cpu") -> dict[str, Any]:
-    """Train one cohort (unless already saved), save it atomically, append its stable-rank row."""
-    from .. import store
+    """Train one cohort (unless already saved), save it atomically, append its stable-rank row.
+
+    While it trains, a training state in the cohort's folder (:mod:`inrlens.trainstate`, keyed by the cohort's
+    key) lets a rerun continue an interrupted cohort from its last state; saving the cohort removes it."""
+    from .. import store, trainstate
     from ..fit import fit_cohort, resolve_device, runtime_info
     from ..probes.rank import profile
 
@@ -117,12 +120,13 @@ def train_cohort_job(cohort: CohortTask, results_dir: str, threads: int = 1, dev
     if not cohort_ready(cohort):
         by_name = _signals(cohort.path, cohort.data)
         sigs = [by_name[n] for n in cohort.images]
-        stack, fr, res = fit_cohort(sigs, cohort.net, train, cohort.seed, progress=False)
+        stack, fr, res = fit_cohort(sigs, cohort.net, train, cohort.seed, progress=False,
+                                    state=trainstate.path_in(final), run=cohort.key)
         tmp = final.parent / f".{final.name}.{uuid.uuid4().hex[:8]}.tmp"
         store.save_stack(stack, tmp, {"regime": "cohort", "key": cohort.key, "members": list(cohort.images),
                                       "steps_run": fr.steps_run, "seconds": fr.seconds, "psnr": [r.psnr for r in res],
                                       "source": cohort.source, "grid": list(cohort.grid), "seed": cohort.seed})
-        if final.exists():  # an incomplete folder left by a killed job (cohort_ready was False)
+        if final.exists():  # an incomplete folder left by a killed job (cohort_ready was False), its training state too
             shutil.rmtree(final)
         os.replace(tmp, final)
     stack, meta = store.load_stack(final)
