@@ -29,8 +29,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
 
-from . import rules
-from .config import DataConfig, NetConfig, TrainConfig, config_hash, to_dict
+from . import rules, trainstate
+from .config import DataConfig, NetConfig, TrainConfig, config_hash, key_dict, to_dict
 from .data import Signal, group_by_shape
 from .fit import MemberResult, fit_cohort, fit_single, fit_transfer, resolve_device, runtime_info
 from .store import RunFolder, append_row, checkpoint_ready, clean_json, done_keys, load_stack, prepare_run, read_rows, save_stack
@@ -167,23 +167,29 @@ def train_cohort(
     is initialised with ``seed + i``. lr: ``train.lr``, else :data:`inrlens.rules.COHORT_LR`. ``out`` holds the
     checkpoint (``cfg.json`` + ``model.safetensors``; ``meta["members"]`` names the heads' images),
     ``results.jsonl`` (one row per head) and ``run.json``. With ``resume``, a finished cohort is not retrained
-    and its stored rows are returned.
+    and its stored rows are returned, and an interrupted one continues from the training state it left in
+    ``out`` (:mod:`inrlens.trainstate`; written every ``train.checkpoint_every`` steps, None: about once a minute;
+    removed when the cohort is saved); the result equals an uninterrupted run's.
     """
     from .data import split
 
     log = log or _quiet
     cohort, _ = split(signals, n, 0, split_seed)
-    conf = {"cmd": "cohort", "n": n, "split_seed": split_seed, "seed": seed, "net": net, "train": train, "data": data,
+    conf = {"cmd": "cohort", "n": n, "split_seed": split_seed, "seed": seed, "net": net,
+            "train": key_dict(train), "data": data,  # key_dict: without checkpoint_every, which changes no result
             "images": [s.name for s in cohort]}
     folder = RunFolder(prepare_run(out, conf, resume, overwrite))
     done = done_keys(folder.results_jsonl)
     chash = config_hash(conf)
     keys = [row_key(chash, s.name, seed, "cohort", None) for s in cohort]
+    state = trainstate.path_in(folder.root)
     if resume and checkpoint_ready(folder.root) and all(k in done for k in keys):  # complete pair + every head's row
+        trainstate.remove(state)  # left by a run killed after its last row
         log(f"{folder.root}: cohort already trained; nothing to do")
         return _stored(folder.results_jsonl, keys)
     lr = rules.lr_for("cohort", net.backbone, train.lr)
-    stack, fr, res = fit_cohort(cohort, net, replace(train, lr=lr), seed, progress=progress)
+    stack, fr, res = fit_cohort(cohort, net, replace(train, lr=lr), seed, progress=progress, state=state, resume=resume,
+                                run=chash)
     save_stack(stack, folder.root, {"regime": "cohort", "members": [s.name for s in cohort], "steps_run": fr.steps_run,
                                     "seconds": fr.seconds, "data": to_dict(data)})
     dev = resolve_device(train.device)
@@ -191,6 +197,7 @@ def train_cohort(
             "runtime": runtime_info(dev, train), "steps_run": fr.steps_run, "lr": lr}
     rows = _rows(res, base, fr.seconds)
     _append_new(folder.results_jsonl, rows, done)
+    trainstate.remove(state)  # after the rows: a run killed before them resumes from the state, not step 0
     return rows
 
 

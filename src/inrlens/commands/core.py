@@ -101,7 +101,8 @@ class Cohort:
     """Cohort schedule: up to 5000 steps, stop at cohort-mean PSNR ≥ 30 dB [paper]; lr None = 1e-4 [STRAINER]."""
     data: DataConfig = DataConfig()
     resume: bool = False
-    """Do nothing if this folder already holds a finished cohort with this config."""
+    """Do nothing if this folder already holds a finished cohort with this config; continue an interrupted one
+    from its last training state (see --train.checkpoint-every)."""
     overwrite: bool = False
     """Replace the config recorded in an existing folder."""
 
