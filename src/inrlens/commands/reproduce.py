@@ -8,11 +8,13 @@ Stages (each resumable; a rerun with ``--resume`` skips what is already on disk)
     4 sae        one TopK SAE per (condition, hidden layer)              RUN/sae/<condition>/
     5 atoms      atom maps, galleries, health and SAE-statistics plots   RUN/sae/<condition>/saes/*/, RUN/sae/figures/
     6 ablate     single-atom ablations                                   RUN/sae/<condition>/ablations.jsonl
+      depth_width  only with a [depth_width] table: single INRs × depths × widths, one SAE per layer  RUN/depth_width/
     7 report     RUN/report.md, RUN/report.html (findings F1–F5 computed from the results)
     8 atlas      RUN/atlas/index.html
 
 A preset is a TOML file (``inrlens/presets/demo.toml`` and ``paper.toml``; any path works) with the tables
-[datasets], [sweep], [exec], [sae] and [study] described at the top of ``demo.toml``. The conditions that are
+[datasets], [sweep], [exec], [sae] and [study] described at the top of ``demo.toml``, and the optional
+[depth_width] (:class:`inrlens.depth_width.DepthWidthConfig`; absent = that study is not run). The conditions that are
 decomposed are {single, cohort} × backbones: the cohort of ``study.source`` (head ``study.member``) and a
 single-signal INR fitted to that same image.
 """
@@ -32,6 +34,7 @@ from typing import Any, Literal
 from tyro.conf import UseAppendAction
 
 from ..config import TrainConfig, from_dict
+from ..depth_width import DepthWidthConfig
 from ..probes.sae import SAEConfig
 
 # the sweep package: every name this module uses from it is imported here
@@ -95,6 +98,8 @@ class Preset:
     exec: ExecSpec = ExecSpec()
     sae: SAEConfig = SAEConfig()
     study: StudyConfig = StudyConfig()
+    depth_width: DepthWidthConfig | None = None
+    """The optional depth × width SAE study (None: not run)."""
 
 
 def _table_message(msg: str) -> str:
@@ -159,6 +164,8 @@ class Resolved:
     ex: ExecSpec
     sae: SAEConfig
     study: StudyConfig
+    depth_width: DepthWidthConfig | None = None
+    """[depth_width] with every unset field filled in (inrlens.depth_width.check); None: not run."""
 
 
 def check_study(study: StudyConfig, spec: SweepSpec, datasets: dict[str, str]) -> StudyConfig:
@@ -229,7 +236,15 @@ def resolve_preset(preset: str, data: tuple[str, ...] = (), cluster: str | None 
         study = check_study(study, spec, datasets)
     except ValueError as e:
         raise ValueError(f"preset {name}: {e}") from None
-    return Resolved(name, datasets, spec, ex, sae, study)
+    dw = None
+    if p.depth_width is not None:
+        from ..depth_width import check as check_depth_width
+
+        try:
+            dw = check_depth_width(p.depth_width, spec, study, datasets, sae)
+        except ValueError as e:
+            raise ValueError(f"preset {name}: [depth_width] {e}") from None
+    return Resolved(name, datasets, spec, ex, sae, study, dw)
 
 
 class _Sweeper:
@@ -379,6 +394,16 @@ def stage_ablate(plan: Resolved, run: Path, bar_factory) -> None:
             bar.update(1)
 
 
+def stage_depth_width(plan: Resolved, run: Path, bar_factory) -> list[dict[str, Any]]:
+    """The [depth_width] study (:func:`inrlens.depth_width.run_study`) in RUN/depth_width/: per (backbone, depth,
+    width) one single-signal INR and one SAE per hidden layer, then table.md and depth_width.png (resumable)."""
+    from ..depth_width import DIR, cells, run_study
+
+    dw = plan.depth_width
+    with bar_factory(2 * len(cells(dw, run / DIR)), "depth × width: INRs + SAEs") as bar:
+        return run_study(dw, plan.spec, plan.sae, plan.datasets, run / DIR, plan.ex.device, step=lambda _w: bar.update(1))
+
+
 def stage_report(plan: Resolved, run: Path, meta: dict[str, Any], atlas: Path | None) -> tuple[Path, Path, list[Any]]:
     from ..report import document
     from ..store import read_rows
@@ -395,8 +420,21 @@ def stage_report(plan: Resolved, run: Path, meta: dict[str, Any], atlas: Path | 
     rep = run / "sweep" / "report"
     figs = sorted(rep.glob("*.png")) if rep.exists() else []
     sae_figs = sorted((run / "sae" / "figures").glob("*.png")) if (run / "sae" / "figures").exists() else []
+    from ..probes.semantics import read_semantics
+    from ..report.sae_figures import semantics_layers
+
+    sem_rows = read_semantics([c[2] for c in conditions(plan, run)])
+    sem_fig = semantics_layers(sem_rows, run / "sae" / "semantics.png") if sem_rows else None
+    dw_rows, dw_fig, dw_note = None, None, ""
+    if plan.depth_width is not None:
+        from ..depth_width import DIR, FIGURE_NAME, collect_rows, describe
+
+        dw_rows = collect_rows(plan.depth_width, run / DIR)
+        dw_fig = run / DIR / FIGURE_NAME if dw_rows and (run / DIR / FIGURE_NAME).exists() else None
+        dw_note = describe(plan.depth_width, plan.sae)
     md, fs = document.build(run, meta, sweep_rows, sae_rows, abl_rows, figs, sae_figs, galleries, abl_figs, atlas,
-                            analogues=plan.study.analogues)
+                            analogues=plan.study.analogues, semantics=sem_rows, semantics_figure=sem_fig,
+                            depth_width=dw_rows, depth_width_figure=dw_fig, depth_width_note=dw_note)
     p_md, p_html = document.write(run, md, f"inrlens report ({plan.name})")
     return p_md, p_html, fs
 
@@ -644,6 +682,8 @@ class Reproduce:
             return
         conf = {"cmd": "reproduce", "preset": plan.name, "datasets": plan.datasets, "sweep": plan.spec, "sae": plan.sae,
                 "study": recorded_study(plan.study)}
+        if plan.depth_width is not None:  # recorded only when asked for: runs without it keep their config
+            conf["depth_width"] = plan.depth_width
         if (run / "run.json").exists() and not (self.resume or self.overwrite):
             from ..store import RunConflict
 
@@ -667,7 +707,7 @@ class Reproduce:
             from ..store import atomic_write_json
 
             atomic_write_json(tpath, {"invocations": [*earlier, dict(timings, total=time.time() - t0)]})
-        overall = tqdm(total=len(STAGES), desc=f"reproduce {plan.name}", position=0, dynamic_ncols=True)
+        overall = tqdm(total=len(STAGES) + (plan.depth_width is not None), desc=f"reproduce {plan.name}", position=0, dynamic_ncols=True)
 
         def bar_factory(total: int, desc: str):
             return tqdm(total=total, desc=f"  {desc}", position=1, leave=False, dynamic_ncols=True)
@@ -688,6 +728,8 @@ class Reproduce:
             stage("sae", stage_sae, plan, run, bar_factory)
             stage("atoms", stage_atoms, plan, run, bar_factory)
             stage("ablate", stage_ablate, plan, run, bar_factory)
+            if plan.depth_width is not None:
+                stage("depth_width", stage_depth_width, plan, run, bar_factory)
             s = time.time()
             overall.set_postfix_str("atlas")
             atlas = build_atlas([c[2] for c in conditions(plan, run)], run / "atlas", f"inrlens atom atlas ({plan.name})")

@@ -14,6 +14,10 @@ Inputs
   dead_pct, rho, psnr_sub, psnr_inr.
 * ``abl_rows``: one row per ablated atom (``inrlens ablate``): condition, layer, atom, psnr_drop, locality,
   region_frac.
+* ``semantics`` (optional): :func:`inrlens.probes.semantics.read_semantics` rows, one per (SAE, record): the
+  per-layer summary of the atoms' Pearson r with feature maps (section "Atom semantics", :func:`semantics_section`).
+* ``depth_width`` (optional): the depth × width SAE study's rows (:mod:`inrlens.depth_width`, section
+  "Depth × width", :func:`inrlens.depth_width.table_markdown`).
 
 Verdicts (:mod:`inrlens.stats`)
 -------------------------------
@@ -390,6 +394,55 @@ def ablation_table(abl_rows: Sequence[dict[str, Any]], top: int = 12) -> str:
     return "\n".join(out) + "\n"
 
 
+# ------------------------------------------------------------------------------------------- atom semantics
+SEMANTICS_TEXT = (
+    "Pearson r, over the pixels, between each stored top atom map z_j(x) and feature maps of the decomposed image "
+    "(luminance, colour channels, Sobel edges, local frequency), the input coordinates (x, y, radius) and, for "
+    "`sample:mri`, the slice's grey matter, white matter and CSF (docs/protocol.md, \"Atom semantics\"). Each cell: "
+    "mean |r| over the layer's atoms (in parentheses: the number of atoms whose top correlate, largest |r|, the feature "
+    "is). Baseline: neighbouring pixels are not independent and atom maps and most features are spatially smooth, so "
+    "|r| is inflated compared with independent samples — a smooth map correlates with any smooth feature (coordinates, "
+    "luminance) more than chance would suggest. Read |r| against a baseline, e.g. an SAE on a random-init INR of the "
+    "same image, not as a test."
+)
+
+
+def semantics_table(rows: Sequence[dict[str, Any]], where: str = "all") -> str:
+    """Per (condition, layer) × feature: 'mean |r| (top count)' of the semantics rows of record ``where``; the
+    features are the union over the rows in :data:`inrlens.probes.semantics.FEATURE_ORDER` ('—' where a
+    condition has no such feature)."""
+    from ..probes.semantics import feature_order
+
+    rs = sorted((r for r in rows if r.get("where", "all") == where),
+                key=lambda r: (str(r.get("condition")), int(r.get("layer", 0)), r.get("n", 0), r.get("k", 0)))
+    feats = feature_order([f for r in rs for f in r.get("features", [])])
+    out = ["| condition | backbone | regime | layer | n | k | atoms | most often top | " + " | ".join(feats) + " |",
+           "|" + "---|" * (8 + len(feats))]
+    for r in rs:
+        summ = r.get("summary", {})
+        counts = [(int(summ[f].get("top_count") or 0), -i, f) for i, f in enumerate(r.get("features", [])) if f in summ]
+        best = max(counts) if counts else None
+        top = f"{best[2]} ({best[0]})" if best and best[0] > 0 else "—"
+        cells = [f"{_f(summ[f].get('mean_abs_r'))} ({int(summ[f].get('top_count') or 0)})" if f in summ else "—" for f in feats]
+        out.append(f"| {r.get('condition')} | {r.get('backbone') or ''} | {r.get('regime') or ''} | {r.get('layer')} | {r.get('n')} | "
+                   f"{r.get('k')} | {r.get('atoms')} | {top} | " + " | ".join(cells) + " |")
+    return "\n".join(out) + "\n"
+
+
+def semantics_section(rows: Sequence[dict[str, Any]], figure: Path | None, run_dir: Path) -> list[str]:
+    """The report's "Atom semantics" section (Markdown lines): text, the table over all pixels, the table inside
+    the brain mask when an MRI run has one, and the figure (mean |r| vs layer per feature, one panel per condition)."""
+    md = ["## Atom semantics", "", SEMANTICS_TEXT, ""]
+    if not rows:
+        return md + ["No atom semantics in this run (semantics.json is written by `inrlens atoms`).", ""]
+    md += [semantics_table(rows, "all"), ""]
+    if any(r.get("where") == "brain" for r in rows):
+        md += ["### Inside the brain mask (MRI: luminance > 0.05)", "", semantics_table(rows, "brain"), ""]
+    if figure is not None:
+        md += [f"![semantics]({_rel(figure, run_dir)})", ""]
+    return md
+
+
 # ------------------------------------------------------------------------------------------- markdown → html
 def md_to_html(md: str, title: str = "inrlens report") -> str:
     """HTML for the Markdown subset this report uses: headings, paragraphs, lists, pipe tables, images, links,
@@ -465,9 +518,13 @@ def versions(rows: Iterable[dict[str, Any]]) -> dict[str, Any]:
 def build(run_dir: Path, meta: dict[str, Any], sweep_rows: Sequence[dict[str, Any]], sae_rows: Sequence[dict[str, Any]],
           abl_rows: Sequence[dict[str, Any]], figures: Sequence[Path] = (), sae_figures: Sequence[Path] = (), galleries: Sequence[tuple[str, Path]] = (),
           ablation_figs: Sequence[tuple[str, Path]] = (), atlas: Path | None = None,
-          analogues: dict[str, str] | None = None) -> tuple[str, list[Finding]]:
+          analogues: dict[str, str] | None = None, semantics: Sequence[dict[str, Any]] | None = None,
+          semantics_figure: Path | None = None, depth_width: Sequence[dict[str, Any]] | None = None,
+          depth_width_figure: Path | None = None, depth_width_note: str = "") -> tuple[str, list[Finding]]:
     """The report as Markdown (and the findings it states). Paths are written relative to run_dir. ``analogues``
-    {target: paper dataset} tells the regime check which paper band a target is compared with."""
+    {target: paper dataset} tells the regime check which paper band a target is compared with. ``semantics``
+    (None = no section) adds "Atom semantics" with ``semantics_figure``; ``depth_width`` (None = no section) adds
+    "Depth × width" with its figure and ``depth_width_note`` (the study's setup) before the table."""
     from . import tables
 
     run_dir = Path(run_dir)
@@ -511,6 +568,15 @@ def build(run_dir: Path, meta: dict[str, Any], sweep_rows: Sequence[dict[str, An
     md += [ablation_table(abl_rows), ""] if abl_rows else ["No ablation results in this run.", ""]
     for name, p in ablation_figs:
         md += [f"![{name}]({_rel(p, run_dir)})", ""]
+    if semantics is not None:
+        md += semantics_section(semantics, semantics_figure, run_dir)
+    if depth_width is not None:
+        from ..depth_width import table_markdown
+
+        md += ["## Depth × width", "", depth_width_note, ""] if depth_width_note else ["## Depth × width", ""]
+        md += [table_markdown(depth_width), ""] if depth_width else ["No depth × width results in this run.", ""]
+        if depth_width_figure is not None:
+            md += [f"![depth × width]({_rel(depth_width_figure, run_dir)})", ""]
     if atlas is not None:
         md += ["## Atom atlas", "", f"Browse every condition → layer → atom: [{_rel(atlas, run_dir)}]({_rel(atlas, run_dir)})", ""]
     return "\n".join(md), fs
@@ -528,4 +594,4 @@ def write(run_dir: Path, md: str, title: str = "inrlens report") -> tuple[Path, 
 
 
 __all__ = ["Finding", "findings", "finding_f1", "finding_f2", "finding_f3", "finding_f4", "finding_f5", "findings_markdown",
-           "findings_text", "sae_table", "ablation_table", "md_to_html", "build", "write"]
+           "findings_text", "sae_table", "ablation_table", "semantics_table", "semantics_section", "md_to_html", "build", "write"]

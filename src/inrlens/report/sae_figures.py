@@ -173,3 +173,104 @@ def render_ablations(ablations: Any) -> list[Path]:
     """One ablation figure per SAE of an inrlens.probes.decompose.ablate_atoms result (in the SAE's folder)."""
     return [ablation_maps(a.maps.numpy(), a.err_maps.numpy(), a.atoms, a.psnr_drop.tolist(), a.locality.tolist(),
                           a.files.ablation_figure, f"{a.condition} layer {a.files.layer}") for a in ablations.per_sae]
+
+
+# ------------------------------------------------------------------------------------ atom semantics
+def semantics_layers(rows: Sequence[dict[str, Any]], path: str | Path, title: str = "atom semantics: mean |r| per layer") -> Path:
+    """Mean |r| vs layer, one line per feature, one panel per condition, from
+    :func:`inrlens.probes.semantics.read_semantics` rows; records inside the brain mask (MRI) as dashed lines of
+    the same colour. Several (n, k) on one layer: their mean."""
+    from ..probes.semantics import feature_order
+
+    plt = _plt()
+    conds = sorted({str(r["condition"]) for r in rows})
+    feats = feature_order([f for r in rows for f in r.get("features", [])])
+    colours = {f: plt.get_cmap("tab20")(i % 20) for i, f in enumerate(feats)}
+    fig, axes = plt.subplots(1, max(1, len(conds)), figsize=(3.6 * max(1, len(conds)), 3.2), squeeze=False, sharey=True,
+                             layout="constrained")
+    brain = False
+    for ax, c in zip(axes[0], conds):
+        for where, style in (("all", "-"), ("brain", "--")):
+            rs = [r for r in rows if str(r["condition"]) == c and r.get("where", "all") == where]
+            brain |= where == "brain" and bool(rs)
+            for f in feats:
+                per: dict[int, list[float]] = {}
+                for r in rs:
+                    v = (r.get("summary", {}).get(f) or {}).get("mean_abs_r")
+                    if v is not None and math.isfinite(float(v)):
+                        per.setdefault(int(r["layer"]), []).append(float(v))
+                if per:
+                    xs = sorted(per)
+                    ax.plot(xs, [float(np.mean(per[x])) for x in xs], style, marker="o", ms=3, color=colours[f],
+                            label=f if where == "all" else None)
+        ax.set_title(c, fontsize=9)
+        ax.set_xlabel("layer")
+        ax.set_ylim(0, 1)
+    axes[0, 0].set_ylabel("mean |r| over atoms")
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    for ax in axes[0, 1:]:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            if lab not in labels:
+                handles.append(h)
+                labels.append(lab)
+    if handles:
+        fig.legend(handles, labels, loc="outside right upper", fontsize=7,
+                   title="dashed: inside the brain" if brain else None, title_fontsize=7)
+    fig.suptitle(title, fontsize=9)
+    return _save(fig, path)
+
+
+# ------------------------------------------------------------------------------------ depth × width
+DEPTH_WIDTH_ROWS = (("psnr_sub", "PSNR with ĥ (dB)"), ("r2", "R²"), ("alive_pct", "alive %"), ("dead_pct", "dead %"),
+                    ("rho", "coverage ρ"))
+"""Rows of the depth × width figure: the four SAE diagnostics and ρ."""
+
+
+def depth_width(rows: Sequence[dict[str, Any]], path: str | Path, x: str = "relative",
+                title: str = "SAE diagnostics across INR depth × width") -> Path:
+    """The depth × width study in one figure: one row per diagnostic (:data:`DEPTH_WIDTH_ROWS`), one column per
+    backbone; x = relative depth ℓ / (L − 1) (``x='relative'``; 0 when L = 1) or the layer index ℓ
+    (``x='layer'``); one line per (depth L, width): colour = width, line style = depth. ``rows``: SAE
+    diagnostics rows with backbone, depth, width, layer (:func:`inrlens.depth_width.collect_rows`)."""
+    if x not in ("relative", "layer"):
+        raise ValueError(f"x must be 'relative' or 'layer', got {x!r}")
+    plt = _plt()
+    bbs = list(dict.fromkeys(str(r["backbone"]) for r in rows))
+    widths = sorted({int(r["width"]) for r in rows})
+    depths = sorted({int(r["depth"]) for r in rows})
+    cmap = plt.get_cmap("viridis")
+    colour = {w: cmap(0.85 * i / max(1, len(widths) - 1)) for i, w in enumerate(widths)}
+    styles = ["-", "--", ":", "-."]
+    style = {d: styles[i % len(styles)] for i, d in enumerate(depths)}
+    markers = ["o", "s", "^", "D", "v"]
+    marker = {d: markers[i % len(markers)] for i, d in enumerate(depths)}
+    fig, axes = plt.subplots(len(DEPTH_WIDTH_ROWS), max(1, len(bbs)), figsize=(3.8 * max(1, len(bbs)), 2.2 * len(DEPTH_WIDTH_ROWS)),
+                             squeeze=False, sharex=True, layout="constrained")
+    for j, b in enumerate(bbs):
+        for i, (key, label) in enumerate(DEPTH_WIDTH_ROWS):
+            ax = axes[i, j]
+            for d in depths:
+                for w in widths:
+                    rs = sorted((r for r in rows if str(r["backbone"]) == b and int(r["depth"]) == d and int(r["width"]) == w),
+                                key=lambda r: int(r["layer"]))
+                    if not rs:
+                        continue
+                    xs = [_dw_x(r, x) for r in rs]
+                    ys = [np.nan if r.get(key) is None else float(r[key]) for r in rs]
+                    ax.plot(xs, ys, style[d], marker=marker[d], ms=3, color=colour[w], label=f"L={d}, width {w}")
+            if i == 0:
+                ax.set_title(b, fontsize=9)
+            if j == 0:
+                ax.set_ylabel(label, fontsize=8)
+            if i == len(DEPTH_WIDTH_ROWS) - 1:
+                ax.set_xlabel("relative depth ℓ / (L − 1)" if x == "relative" else "layer ℓ")
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="outside right upper", fontsize=7, title="colour = width, style = depth L", title_fontsize=7)
+    fig.suptitle(title, fontsize=9)
+    return _save(fig, path)
+
+
+def _dw_x(row: dict[str, Any], x: str) -> float:
+    ell, L = int(row["layer"]), int(row["depth"])
+    return float(ell) if x == "layer" else (ell / (L - 1) if L > 1 else 0.0)
