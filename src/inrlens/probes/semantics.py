@@ -31,6 +31,10 @@ atom, or a feature such as ``blue`` of an image without blue) has no correlation
 anyone's top correlate. Pixels are not independent samples (maps are spatially smooth), so |r| is a descriptive
 measure, not a test; compare it with the same measure on a baseline (e.g. the atoms of an SAE on a random-init
 INR) rather than with a p-value. See docs/protocol.md, "Atom semantics".
+
+In SAE runs: ``inrlens.probes.decompose.atom_maps_for`` builds :func:`member_features` once per run and writes
+:func:`semantics_for` of each SAE's top atoms to ``semantics.json`` beside ``atoms.safetensors`` (layout in
+docs/run-folder.md); :func:`read_semantics` reads them back as summary rows for the report.
 """
 
 from __future__ import annotations
