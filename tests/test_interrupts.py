@@ -25,7 +25,7 @@ import pytest
 from inrlens.config import DataConfig, NetConfig, TrainConfig
 from inrlens.sweep import ExecSpec, SweepCancelled, SweepSpec, make_plan, run_config, run_sweep, spec_from_dict
 
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="needs /proc (Linux)")]
+pytestmark = pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="needs /proc (Linux)")
 
 ENV = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONWARNINGS="ignore", TQDM_DISABLE="1")
 NOISE = "noise:uniform:n=14:size=16"
@@ -144,6 +144,7 @@ def planned_keys(run: Path) -> set[str]:
 
 
 # ------------------------------------------------------------------------------------------------ sweep
+@pytest.mark.slow  # real processes: a few seconds each on an idle 2-core machine
 def test_ctrl_c_stops_the_sweep_and_its_workers(tmp_path):
     """SIGINT to the whole process group (a terminal's Ctrl-C): workers ignore it, the sweep cancels them."""
     out = tmp_path / "s"
@@ -156,6 +157,7 @@ def test_ctrl_c_stops_the_sweep_and_its_workers(tmp_path):
     assert len({r["key"] for r in fit_rows_raw(out / "results")}) < 24  # interrupted part-way
 
 
+@pytest.mark.slow  # real processes: a few seconds each on an idle 2-core machine
 def test_sigterm_stops_the_sweep_then_a_rerun_writes_each_key_once(tmp_path):
     """SIGTERM to the command alone (its workers get nothing from the sender): it cancels them itself. A rerun
     started at once finishes with every planned key exactly once over all raw results files."""
@@ -212,6 +214,7 @@ ablate_top = 1
 """
 
 
+@pytest.mark.slow  # real processes: a few seconds each on an idle 2-core machine
 def test_ctrl_c_during_the_reproduce_sweep_stops_its_workers(tmp_path):
     """reproduce runs the sweep in its main thread beside a progress thread: Ctrl-C there cancels the jobs."""
     preset = tmp_path / "tiny.toml"
@@ -229,6 +232,7 @@ def test_ctrl_c_during_the_reproduce_sweep_stops_its_workers(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------------ the hooks
+@pytest.mark.slow  # real processes: a few seconds each on an idle 2-core machine
 def test_cancel_event_stops_a_sweep_running_in_another_thread(tmp_path):
     """run_sweep(cancel=event) from a thread (the Python API): setting the event cancels the local jobs, waits
     until they are gone and raises SweepCancelled; the finished fits keep their rows."""
