@@ -284,6 +284,18 @@ def test_resume_false_never_reads_the_state(tmp_path, monkeypatch, sigs):
     assert seen == [None] and not state.exists()  # removed up front; no state written in a run under a minute
 
 
+def test_half_written_states_of_a_killed_run_are_cleared(tmp_path, sigs):
+    state = tmp_path / store.TRAIN_STATE_NAME
+    stale = store._tmp_name(state)  # the temp name atomic_write gives a state file being written
+    stale.write_bytes(b"half a state")
+    other = tmp_path / ".other.123-abcd.tmp.safetensors"
+    other.write_bytes(b"not ours")
+    fit_cohort(sigs, NET, replace(TC, steps=5), seed=0, state=state, run="r", **QUIET)
+    assert not stale.exists() and other.exists()
+    trainstate.remove(state)
+    assert not state.exists() and sorted(p.name for p in tmp_path.iterdir()) == [other.name]
+
+
 # ------------------------------------------------------------------------------------------------ workflows
 def _model(folder: Path) -> dict[str, torch.Tensor]:
     return load_file(str(folder / store.MODEL_NAME))

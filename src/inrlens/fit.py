@@ -447,8 +447,9 @@ def _results(fr: FitResult, metrics: list[dict[str, float]], seeds: Sequence[int
     res = []
     for i, m in enumerate(metrics):
         curve = fr.curve[:, i].tolist()
-        res.append(MemberResult(m["image"], int(seeds[i]), m["psnr"] if not fr.diverged[i] else math.nan, m["ssim"] if not fr.diverged[i] else math.nan,
-                                m["lpips"] if not fr.diverged[i] else math.nan, curve[-1], bool(fr.diverged[i]), curve, list(fr.steps)))
+        ok = not fr.diverged[i]
+        res.append(MemberResult(m["image"], int(seeds[i]), m["psnr"] if ok else math.nan, m["ssim"] if ok else math.nan,
+                                m["lpips"] if ok else math.nan, curve[-1], bool(fr.diverged[i]), curve, list(fr.steps)))
     return res
 
 
@@ -556,6 +557,7 @@ def fit_cohort(signals: Sequence[Signal], net: NetConfig, train_cfg: TrainConfig
         from . import trainstate
 
         ident = trainstate.identity(run, net, replace(train_cfg, lr=lr), seed, device, use_fused_adam(device, train_cfg), signals)
+        trainstate.clear_temps(state)  # half-written states of a killed run
         if resume:
             start_from = trainstate.load(state, ident)
             why = None if start_from is None else state_mismatch(stack, start_from, train_cfg)

@@ -133,12 +133,25 @@ def load(path: str | os.PathLike, ident: str) -> LoopState | None:
     return LoopState(step, params, adam, alive, [int(s) for s in steps.tolist()], curve, seconds)
 
 
+def clear_temps(path: str | os.PathLike) -> None:
+    """Delete temporary files a writer of ``path`` killed mid-write left beside it (:func:`inrlens.store.atomic_write`
+    names them ``.<stem>.<pid>-<random>.tmp<suffix>``). Only for the folder's one writer: the caller owns it."""
+    path = Path(path)
+    if path.parent.is_dir():
+        for tmp in path.parent.glob(f".{path.stem}.*.tmp{path.suffix}"):
+            try:
+                tmp.unlink()
+            except OSError:
+                pass
+
+
 def remove(path: str | os.PathLike) -> None:
-    """Delete a training-state file (no error when it is already gone)."""
+    """Delete a training-state file and any temporary file a killed writer left beside it (no error when gone)."""
     try:
         Path(path).unlink()
     except FileNotFoundError:
         pass
+    clear_temps(path)
 
 
-__all__ = ["FORMAT", "path_in", "identity", "save", "load", "remove"]
+__all__ = ["FORMAT", "path_in", "identity", "save", "load", "remove", "clear_temps"]
