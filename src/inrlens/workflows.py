@@ -120,7 +120,7 @@ def fit_images(
     if checkpoint == "root" and len(groups) > 1:
         raise ValueError(f"fit_images: checkpoint='root' needs images of one shape, got {sorted(s.shape for s in signals)}")
     lr = rules.lr_for("single", net.backbone, train.lr)
-    conf = {"cmd": "fit", "net": net, "train": train, "data": data, "seeds": seeds}
+    conf = {"cmd": "fit", "net": net, "train": key_dict(train), "data": data, "seeds": seeds}  # key_dict: as train_cohort
     folder = RunFolder(prepare_run(out, conf, resume, overwrite))
     done = done_keys(folder.results_jsonl)
     chash = config_hash(conf)
@@ -259,7 +259,8 @@ def transfer_images(
         lr_random = rules.lr_for("random", backbone, random_lr)
     except ValueError as e:
         raise ValueError(f"random_lr: {e}") from None
-    conf: dict[str, Any] = {"cmd": "transfer", "encoder": str(encoder_dir), "train": train, "data": data, "seeds": seeds}
+    conf: dict[str, Any] = {"cmd": "transfer", "encoder": str(encoder_dir), "train": key_dict(train), "data": data,
+                            "seeds": seeds}  # key_dict: without checkpoint_every, which changes no result
     legacy = train.lr if train.lr is not None else LEGACY_RANDOM_LR
     if "random" in regimes and lr_random != legacy:
         conf["random_lr"] = lr_random
