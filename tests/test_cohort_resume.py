@@ -323,6 +323,22 @@ def test_train_cohort_resumes_and_removes_its_state(tmp_path, monkeypatch, sigs)
     assert json.loads((out / store.RUN_NAME).read_text()) == json.loads((tmp_path / "ref" / store.RUN_NAME).read_text())
 
 
+def test_run_configs_never_record_the_interval(tmp_path, sigs):
+    """run.json as before checkpoint_every existed: folders written then keep resuming, whatever the interval."""
+    from inrlens.workflows import fit_images
+
+    train_cohort(sigs, tmp_path / "co", NET, TC, n=3, progress=False)
+    fit_images(sigs[:1], tmp_path / "fit", NET, replace(TC, steps=3), lpips=False, progress=False)
+    for run in ("co", "fit"):
+        recorded = json.loads((tmp_path / run / store.RUN_NAME).read_text())["train"]
+        assert recorded == {f.name: getattr(TC, f.name) for f in dataclasses.fields(TC) if f.name != "checkpoint_every"} | (
+            {"steps": 3} if run == "fit" else {})
+    for run in ("co", "fit"):
+        store.release_run_lock(tmp_path / run)
+    fit_images(sigs[:1], tmp_path / "fit", NET, replace(TC, steps=3, checkpoint_every=None), lpips=False, progress=False,
+               resume=True)
+
+
 def test_train_cohort_without_resume_starts_over(tmp_path, monkeypatch, sigs):
     kw = {"net": NET, "train": TC, "n": 3, "progress": False}
     out = tmp_path / "co"
