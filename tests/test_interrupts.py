@@ -346,3 +346,17 @@ def test_deferred_signal_arrives_when_the_block_ends():
         steps.append("after the block")  # never reached: the signal raises as the block ends
     assert steps == ["inside finished"] and e.value.signum == signal.SIGTERM
     assert signal.getsignal(signal.SIGTERM) is before  # restored
+
+
+def test_a_signal_started_ignored_stays_ignored():
+    """A command a shell script starts in the background ignores SIGINT: the command line keeps it so."""
+    from inrlens.interrupts import raising
+
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with raising():
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+            assert signal.getsignal(signal.SIGTERM) is not signal.SIG_IGN  # raises Interrupted
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, before)

@@ -48,11 +48,12 @@ def _main_thread() -> bool:
 @contextmanager
 def raising(signals: tuple[int, ...] = SIGNALS) -> Iterator[None]:
     """Inside the block, each of ``signals`` raises :class:`Interrupted` in the main thread; the previous
-    handlers are restored afterwards."""
+    handlers are restored afterwards. A signal this process was started ignoring stays ignored (a shell script
+    starts its background commands so, to keep a Ctrl-C meant for the script away from them)."""
     if not _main_thread():
         yield
         return
-    old = {s: signal.signal(s, _raise) for s in signals}
+    old = {s: signal.signal(s, _raise) for s in signals if signal.getsignal(s) is not signal.SIG_IGN}
     try:
         yield
     finally:
