@@ -284,3 +284,21 @@ def test_run_folder_rows_and_done_keys(tmp_path):
     assert [row.get("key") for row in r.rows()] == ["a", "b", None, "c"]
     assert r.rows()[3]["v"] is None
     assert r.done_keys() == {"a", "b", "c"}
+
+
+def test_run_json_leaves_out_fields_added_later_so_older_folders_resume(tmp_path):
+    """run.json records configs with config.key_dict: a knob added after a class's keys were fixed is absent
+    while at its default, so a folder written before the knob existed still resumes."""
+    from inrlens.config import KEY_FIELDS, NetConfig, TrainConfig
+    from inrlens.store import RunConflict, prepare_run, release_run_lock
+
+    conf = {"cmd": "fit", "net": NetConfig(width=8), "train": TrainConfig(steps=3)}
+    out = prepare_run(tmp_path / "run", conf)
+    release_run_lock(out)
+    rec = json.loads((out / "run.json").read_text())
+    assert set(rec["net"]) == set(KEY_FIELDS[NetConfig])  # e.g. no hash_levels / gauss_scale at their defaults
+    assert set(rec["train"]) == set(KEY_FIELDS[TrainConfig])
+    # the same config resumes; a changed later-added knob is a different run
+    release_run_lock(prepare_run(tmp_path / "run", conf, resume=True))
+    with pytest.raises(RunConflict):
+        prepare_run(tmp_path / "run", {**conf, "net": NetConfig(width=8, gauss_scale=3.0)}, resume=True)

@@ -43,7 +43,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from .backbones import get_backbone
-from .config import NetConfig, to_dict
+from .config import NetConfig, key_dict, to_dict
 from .nets import Stack
 
 # ------------------------------------------------------------------------------------ file names (the one place)
@@ -629,7 +629,7 @@ def prepare_run(out: str | os.PathLike, config: dict[str, Any], resume: bool = F
     if out.exists() and not out.is_dir():
         raise RunConflict(f"{out}: exists and is not a folder")
     run_file = out / RUN_NAME
-    cfg = clean_json(json.loads(json.dumps(to_dict(config), default=_json_default)))  # fails before anything is made
+    cfg = clean_json(json.loads(json.dumps(key_dict(config), default=_json_default)))  # fails before anything is made
     for attempt in range(5):
         made = _make_folders(out)
         try:
