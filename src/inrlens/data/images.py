@@ -8,16 +8,22 @@ Conventions
   end points; pixels are flattened row-major, so row p = r·W + c holds pixel (r, c). The longer side is not
   stretched differently from the shorter one: both span [-1, 1] (as in STRAINER), one grid per signal.
 * Metrics (PSNR/SSIM/LPIPS) are computed on [0, 1] images: ``to_unit(pixels) = (pixels + 1) / 2``.
+
+Identity: ``Signal.digest`` (sha256 of the pixel array the INR is fitted to) is what result keys use; ``name`` is
+for display. :func:`distinct` (applied by :func:`load_images` and :func:`inrlens.data.resolve`) keeps one signal
+per digest and makes names unique within one load (rules in docs/run-folder.md, "Identities").
 """
 
 from __future__ import annotations
 
 import errno
+import hashlib
 import math
 import os
 import random
 import warnings
 from dataclasses import dataclass, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -58,6 +64,26 @@ class Signal:
         """(H·W, C) row-major flattened pixels in [-1, 1]."""
         h, w, c = self.pixels.shape
         return self.pixels.reshape(h * w, c)
+
+    @cached_property
+    def digest(self) -> str:
+        """The image's identity: :func:`pixel_digest` of ``pixels`` (16 hex digits), computed once per Signal.
+
+        It covers the pixels as loaded, cropped, resized and channel-harmonised (what the INR is fitted to), not
+        the file: the same file loaded at another size is another signal, two files with the same pixels are one."""
+        return pixel_digest(self.pixels)
+
+
+DIGEST_CHARS = 16
+"""Hex digits kept of an image's sha256 (64 bits: collisions are not a practical concern for image sets)."""
+
+
+def pixel_digest(pixels: torch.Tensor | np.ndarray) -> str:
+    """sha256 of a pixel array's dtype, shape and bytes (C order), first 16 hex digits."""
+    arr = np.ascontiguousarray(pixels.detach().cpu().numpy() if isinstance(pixels, torch.Tensor) else pixels)
+    h = hashlib.sha256(f"{arr.dtype.str}|{'x'.join(map(str, arr.shape))}|".encode())
+    h.update(arr.tobytes())
+    return h.hexdigest()[:DIGEST_CHARS]
 
 
 def grid(h: int, w: int, device: torch.device | str | None = None) -> torch.Tensor:
@@ -311,11 +337,69 @@ def harmonise_channels(signals: Sequence[Signal], mode: str = "auto") -> list[Si
     return out
 
 
+def _parts(s: Signal) -> list[str]:
+    """Components of where a signal came from ('dirA/x.png' → ['dirA', 'x.png'], 'sample:faces/f01' → ['sample:faces', 'f01'])."""
+    return [p for p in (s.source or s.name).replace(os.sep, "/").split("/") if p not in ("", ".")] or [s.name]
+
+
+def _candidate(s: Signal, level: int) -> str:
+    """The ``level``-th longer name of a signal: 0 = its file name (``y.png``), 1 = ``parent/stem``, 2 =
+    ``parent/file``, 3 = ``grandparent/parent/stem``, … up to its whole source path."""
+    parts = _parts(s)
+    m = min((level + 1) // 2, len(parts) - 1)  # parent folders shown
+    stem = s.name if parts[-1].startswith(s.name) else parts[-1]  # the name is the file's stem (or the sample's id)
+    return "/".join(parts[len(parts) - 1 - m : -1] + [parts[-1] if level % 2 == 0 else stem])
+
+
+def distinct(signals: Sequence[Signal]) -> list[Signal]:
+    """One signal per identity, each with a name unique among them (the rules are in docs/run-folder.md, "Identities").
+
+    * Two signals with the same pixels (same :attr:`Signal.digest`) are one image: the first is kept, each other
+      one is dropped with a warning naming both sources ("fitted once").
+    * Different images that share a name (``dirA/x.png`` and ``dirB/x.png``; ``y.png`` and ``y.jpg``) are renamed
+      by the shortest distinguishing end of their source path, the same length for the whole group: the file
+      name when the suffixes differ (``y.png``, ``y.jpg``), else ``parent/stem`` (``dirA/x``, ``dirB/x``), then
+      ``parent/file``, then more parent folders. Names that are already unique are left alone.
+    """
+    kept: list[Signal] = []
+    first: dict[str, int] = {}
+    dropped: list[tuple[Signal, int]] = []
+    for s in signals:
+        if s.digest in first:
+            dropped.append((s, first[s.digest]))
+            continue
+        first[s.digest] = len(kept)
+        kept.append(s)
+    groups: dict[str, list[int]] = {}
+    for i, s in enumerate(kept):
+        groups.setdefault(s.name, []).append(i)
+    names = [s.name for s in kept]
+    for name, idx in groups.items():
+        if len(idx) == 1:
+            continue
+        others = {n for j, n in enumerate(names) if j not in idx}
+        depth = max(len(_parts(kept[i])) for i in idx)
+        for level in range(2 * depth + 1):
+            cand = [_candidate(kept[i], level) for i in idx]
+            if len(set(cand)) == len(cand) and not others & set(cand):
+                break
+        else:  # the same source path with other pixels (impossible from one load): keep them apart by digest
+            cand = [f"{name}~{kept[i].digest[:8]}" for i in idx]
+        for i, c in zip(idx, cand):
+            names[i] = c
+    for s, i in dropped:
+        o = kept[i]
+        warnings.warn(f"{s.source or s.name}: same pixels as {o.source or o.name} (image digest {o.digest}); "
+                      f"fitted once, as {names[i]!r}", stacklevel=2)
+    return [s if s.name == n else replace(s, name=n) for s, n in zip(kept, names)]
+
+
 def load_images(paths: str | os.PathLike | Iterable[str | os.PathLike], cfg: DataConfig | None = None) -> list[Signal]:
     """Load a file, a folder or a list of files/folders → list of Signals with harmonised channels.
 
     Files in a folder that are not readable images (broken symbolic links included) raise ImageError, or are
-    skipped with a warning when ``cfg.on_bad_file == 'skip'``. An empty result is an error.
+    skipped with a warning when ``cfg.on_bad_file == 'skip'``. An empty result is an error. Images with the same
+    pixels are kept once and names made unique (:func:`distinct`).
     """
     cfg = cfg or DataConfig()
     items = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
@@ -341,7 +425,7 @@ def load_images(paths: str | os.PathLike | Iterable[str | os.PathLike], cfg: Dat
             signals.append(load_image(p, cfg))
     if not signals:
         raise ImageError(f"no readable images in {', '.join(str(i) for i in items)}")
-    return harmonise_channels(signals, cfg.channels)
+    return distinct(harmonise_channels(signals, cfg.channels))
 
 
 def _where(signals: Sequence[Signal]) -> str:

@@ -61,7 +61,7 @@ from pathlib import Path
 import numpy as np
 
 from ..config import DataConfig
-from .images import RESIZED_MIN_SIDE, ImageError, Signal, array_to_signal, harmonise_channels, load_images, target_shape
+from .images import RESIZED_MIN_SIDE, ImageError, Signal, array_to_signal, distinct, harmonise_channels, load_images, target_shape
 
 FACE_SIDE = 128
 """Nominal side of a ``sample:faces`` image (the paper's CelebA-HQ 256 px, halved)."""
@@ -373,4 +373,4 @@ def resolve(spec: str | os.PathLike | Iterable[str | os.PathLike], cfg: DataConf
         out.extend(SOURCES[prefix](rest, cfg) if is_source(s) else load_images(s, cfg))
     if not out:
         raise ImageError("no images given")
-    return harmonise_channels(out, cfg.channels)
+    return distinct(harmonise_channels(out, cfg.channels))  # one signal per image digest, unique names
