@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import json
 import math
@@ -127,8 +128,17 @@ def test_sae_encode_codes_atom_maps_and_checkpoint(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------------ run-folder workflows
-def _key(conf, image, seed, regime, freeze):
-    return config_hash({"config": config_hash(conf), "image": image, "seed": seed, "regime": regime, "freeze": freeze})
+def _key(conf, image, seed, regime, freeze, encoder=None):
+    """A row key as the run-folder docs define it. ``image`` is the image's pixel digest (images entered keys by
+    name until then, docs/run-folder.md "Identities"); ``encoder`` the encoder checkpoint's digest (transfer)."""
+    ident = {"config": config_hash(conf), "image": image, "seed": seed, "regime": regime, "freeze": freeze}
+    return config_hash(ident if encoder is None else dict(ident, encoder=encoder))
+
+
+def _digest(sig):
+    """Signal.digest recomputed by hand: sha256 of dtype|shape|bytes of the (H, W, C) float32 pixels, 16 hex digits."""
+    a = np.ascontiguousarray(sig.pixels.numpy())
+    return hashlib.sha256(f"<f4|{'x'.join(map(str, a.shape))}|".encode() + a.tobytes()).hexdigest()[:16]
 
 
 def test_fit_images_keys_rows_checkpoints_and_resume(tmp_path, capsys):
@@ -137,7 +147,7 @@ def test_fit_images_keys_rows_checkpoints_and_resume(tmp_path, capsys):
     train = TrainConfig(steps=4)
     rows = inrlens.fit_images(sigs, tmp_path / "f", TINY_NET, train, (0, 1), data=data, lpips=False, **QUIET)
     conf = {"cmd": "fit", "net": TINY_NET, "train": train, "data": data, "seeds": (0, 1)}  # keys as every earlier version wrote them
-    assert [r["key"] for r in rows] == [_key(conf, s.name, sd, "single", None) for s in sigs for sd in (0, 1)]
+    assert [r["key"] for r in rows] == [_key(conf, _digest(s), sd, "single", None) for s in sigs for sd in (0, 1)]
     assert read_rows(tmp_path / "f" / "results.jsonl") == json.loads(json.dumps(rows))
     assert all(r["lr"] == 1e-4 and r["regime"] == "single" for r in rows)  # SIREN's single-signal lr
     stack, meta = inrlens.load_stack(tmp_path / "f" / "models" / "8x8")
@@ -165,7 +175,7 @@ def test_train_cohort_and_transfer_images(tmp_path):
     cohort, _ = inrlens.split(sigs, 3, 0, 1)
     conf = {"cmd": "cohort", "n": 3, "split_seed": 1, "seed": 2, "net": TINY_NET, "train": train, "data": data,
             "images": [s.name for s in cohort]}
-    assert [r["key"] for r in rows] == [_key(conf, s.name, 2, "cohort", None) for s in cohort]
+    assert [r["key"] for r in rows] == [_key(conf, _digest(s), 2, "cohort", None) for s in cohort]
     assert all(r["lr"] == 1e-4 for r in rows)  # rules.COHORT_LR
     assert inrlens.train_cohort(sigs, tmp_path / "c", TINY_NET, train, n=3, split_seed=1, seed=2, data=data, resume=True,
                                 **QUIET) == read_rows(tmp_path / "c" / "results.jsonl")
@@ -174,7 +184,8 @@ def test_train_cohort_and_transfer_images(tmp_path):
                                 data=data, limit=2, lpips=False, **QUIET)
     conf = {"cmd": "transfer", "encoder": str(tmp_path / "c"), "train": train, "data": data, "seeds": (0, 1)}  # SIREN: no random_lr
     test = [s for s in sigs if s.name not in {c.name for c in cohort}][:2]
-    want = [_key(conf, s.name, sd, reg, fr) for reg, fr in (("random", None), ("transfer", 1), ("transfer", None))
+    enc = json.loads((tmp_path / "c" / "cfg.json").read_text())["model_sha256"]
+    want = [_key(conf, _digest(s), sd, reg, fr, enc) for reg, fr in (("random", None), ("transfer", 1), ("transfer", None))
             for s in test for sd in (0, 1)]
     assert [r["key"] for r in t] == want
     assert {r["lr"] for r in t} == {1e-4}
@@ -197,10 +208,11 @@ def test_transfer_random_lr_enters_the_config_only_where_it_changed(tmp_path):
     run = json.loads((tmp_path / "t" / "run.json").read_text())
     assert run["random_lr"] == 1e-3
     old = {"cmd": "transfer", "encoder": str(tmp_path / "c"), "train": train, "data": data, "seeds": (0,)}
-    assert rows[0]["key"] != _key(old, rows[0]["image"], 0, "random", None)
+    enc = json.loads((tmp_path / "c" / "cfg.json").read_text())["model_sha256"]
+    assert rows[0]["key"] != _key(old, rows[0]["image_digest"], 0, "random", None, enc)
     same = inrlens.transfer_images(tmp_path / "c", sigs, tmp_path / "t1", ("random",), train=train, data=data, limit=1, random_lr=1e-4,
                                    lpips=False, **QUIET)
-    assert same[0]["key"] == _key(old, same[0]["image"], 0, "random", None) and same[0]["lr"] == 1e-4
+    assert same[0]["key"] == _key(old, same[0]["image_digest"], 0, "random", None, enc) and same[0]["lr"] == 1e-4
 
 
 # ------------------------------------------------------------------------------------------------ results()

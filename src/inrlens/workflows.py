@@ -5,7 +5,8 @@ commands only parse flags, call one of them and print a table). Each takes signa
 :func:`inrlens.data.resolve`), writes a run folder and returns its result rows:
 
 * ``OUT/run.json`` — the config (a rerun with another config into the same folder is refused unless
-  ``overwrite``; ``resume`` continues one with the same config),
+  ``overwrite``, which moves the old ``results.jsonl`` aside to ``results.jsonl.replaced-<timestamp>``;
+  ``resume`` continues one with the same config),
 * ``OUT/results.jsonl`` — one row per fitted member (image × seed, or cohort head), appended as each stack
   finishes, so that a killed run resumes where it stopped,
 * checkpoints (``cfg.json`` + ``model.safetensors``): ``OUT/models/<H>x<W>/`` per image shape for single fits
@@ -16,14 +17,20 @@ weights — is None), whether fitted now or read back on resume. docs/run-folder
 row field. Nothing here prints: progress bars only (off with ``progress=False``) and an optional ``log`` callback
 for one-line notes ("skip …").
 
-Row keys: a row's ``key`` is ``config_hash({"config": config_hash(<run config>), "image", "seed", "regime",
-"freeze"})``; resume skips keys already in ``results.jsonl``. The learning rates follow :mod:`inrlens.rules`
-(the same rule ``inrlens sweep`` and ``inrlens reproduce`` use) and are recorded in every row as ``lr``.
+Row keys: a row's ``key`` is ``config_hash({"config": config_hash(<run config>), "image": <image digest>, "seed",
+"regime", "freeze"})``, plus ``"encoder": <encoder checkpoint digest>`` in a transfer run; resume skips keys
+already in ``results.jsonl``. Images are keyed by their pixels (:attr:`inrlens.data.Signal.digest`, also in every
+row as ``image_digest``; ``image`` is the display name), so two images with one name are two keys and one image
+under two names is one. A transfer row records its encoder's digest (``encoder_sha256``) and a cohort row its
+checkpoint's (``model_sha256``): rows of an encoder or cohort retrained in place are stale, redone on resume and
+left out by :func:`results` (:mod:`inrlens.identity`). The learning rates follow :mod:`inrlens.rules` (the same
+rule ``inrlens sweep`` and ``inrlens reproduce`` use) and are recorded in every row as ``lr``.
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -33,7 +40,8 @@ from . import rules, trainstate
 from .config import DataConfig, NetConfig, TrainConfig, config_hash, key_dict, to_dict
 from .data import Signal, group_by_shape
 from .fit import MemberResult, fit_cohort, fit_single, fit_transfer, resolve_device, runtime_info
-from .store import RunFolder, append_row, checkpoint_ready, clean_json, done_keys, load_stack, prepare_run, read_rows, save_stack
+from .identity import checkpoint_digest, current_rows, prepare_fresh
+from .store import RunFolder, append_row, checkpoint_ready, clean_json, done_keys, load_stack, read_rows, save_stack
 
 Log = Callable[[str], Any]
 
@@ -48,19 +56,26 @@ config, so its keys differ from rows an older version wrote at the other lr."""
 
 
 # ------------------------------------------------------------------------------------------------ helpers
-def row_key(config: str, image: str, seed: int, regime: str, freeze: int | None) -> str:
-    """Key of one result row of a fit / cohort / transfer run (``config`` is the hash of the run config)."""
-    return config_hash({"config": config, "image": image, "seed": seed, "regime": regime, "freeze": freeze})
+def row_key(config: str, image: str, seed: int, regime: str, freeze: int | None, encoder: str | None = None) -> str:
+    """Key of one result row of a fit / cohort / transfer run: ``config`` is the hash of the run config, ``image``
+    the image's digest (:attr:`inrlens.data.Signal.digest`), ``encoder`` the encoder checkpoint's digest (transfer
+    runs only)."""
+    ident = {"config": config, "image": image, "seed": seed, "regime": regime, "freeze": freeze}
+    if encoder is not None:
+        ident["encoder"] = encoder
+    return config_hash(ident)
 
 
-def _rows(results: Sequence[MemberResult], base: dict[str, Any], fit_seconds: float) -> list[dict[str, Any]]:
+def _rows(results: Sequence[MemberResult], base: dict[str, Any], fit_seconds: float, signals: Sequence[Signal]) -> list[dict[str, Any]]:
+    digest = {s.name: s.digest for s in signals}
     out = []
     for r in results:
         row = dict(base)
         row.update(r.row())
+        row["image_digest"] = digest[row["image"]]
         row["fit_seconds"] = fit_seconds
         row["status"] = "diverged" if r.diverged else "ok"
-        row["key"] = row_key(row["config"], row["image"], row["seed"], row["regime"], row["freeze"])
+        row["key"] = row_key(row["config"], row["image_digest"], row["seed"], row["regime"], row["freeze"], base.get("encoder_sha256"))
         out.append(clean_json(row))  # as results.jsonl holds it: non-finite numbers as None, tuples as lists
     return out
 
@@ -69,12 +84,21 @@ def _by_shape(signals: Sequence[Signal]) -> list[list[Signal]]:
     return [[signals[i] for i in idx] for idx in group_by_shape(signals).values()]
 
 
-def _stored(path: Path, keys: Iterable[str]) -> list[dict[str, Any]]:
-    """Rows of ``path`` with the given keys, in the order of ``keys`` (first row of each key)."""
+def _stored(path: Path, keys: Iterable[str], model: str | None = None) -> list[dict[str, Any]]:
+    """Rows of ``path`` with the given keys, in the order of ``keys`` (first row of each key); ``model``: only rows
+    recording that checkpoint digest as ``model_sha256`` (a cohort folder's rows)."""
     by_key: dict[str, dict[str, Any]] = {}
     for r in read_rows(path) if path.exists() else []:
-        by_key.setdefault(r.get("key"), r)
+        if model is None or r.get("model_sha256") == model:
+            by_key.setdefault(r.get("key"), r)
     return [by_key[k] for k in keys if k in by_key]
+
+
+def _model_keys(path: Path, model: str | None) -> set[str]:
+    """Keys of the rows of ``path`` that record the checkpoint digest ``model`` (none when it is None)."""
+    if model is None or not path.exists():
+        return set()
+    return {r["key"] for r in read_rows(path) if "key" in r and r.get("model_sha256") == model}
 
 
 def _append_new(path: Path, rows: Sequence[dict[str, Any]], done: set[str]) -> None:
@@ -112,7 +136,6 @@ def fit_images(
     lr: ``train.lr``, else the backbone's single-signal lr (:func:`inrlens.rules.lr_for`). Returns one row per
     member: fresh rows for the stacks fitted now, stored rows for those a resume skipped.
     """
-    log = log or _quiet
     seeds = rules.check_seeds(seeds, "seeds")
     if not signals:
         raise ValueError("fit_images: no images to fit")
@@ -120,8 +143,12 @@ def fit_images(
     if checkpoint == "root" and len(groups) > 1:
         raise ValueError(f"fit_images: checkpoint='root' needs images of one shape, got {sorted(s.shape for s in signals)}")
     lr = rules.lr_for("single", net.backbone, train.lr)
+    from .memory import members_per_chunk
+
+    for group in groups:  # one member of each stack must fit the memory budget: refused before run.json
+        members_per_chunk(net, group[0].shape[0] * group[0].shape[1], group[0].channels, 0, device=resolve_device(train.device))
     conf = {"cmd": "fit", "net": net, "train": key_dict(train), "data": data, "seeds": seeds}  # key_dict: as train_cohort
-    folder = RunFolder(prepare_run(out, conf, resume, overwrite))
+    folder = RunFolder(prepare_fresh(out, conf, resume, overwrite, log=log))
     done = done_keys(folder.results_jsonl)
     chash = config_hash(conf)
     dev = resolve_device(train.device)
@@ -131,15 +158,17 @@ def fit_images(
     for group in groups:
         h, w = group[0].shape
         ckpt = folder.root if checkpoint == "root" else folder.models / f"{h}x{w}"
-        keys = [row_key(chash, s.name, sd, "single", None) for s in group for sd in seeds]
+        keys = [row_key(chash, s.digest, sd, "single", None) for s in group for sd in seeds]
         if all(k in done for k in keys) and (checkpoint != "root" or checkpoint_ready(ckpt)):
-            log(f"skip {len(group)} image(s) of shape {group[0].shape}: already done")
+            (log or _quiet)(f"skip {len(group)} image(s) of shape {group[0].shape}: already done")
             rows += _stored(folder.results_jsonl, keys)
             continue
         stack, fr, res = fit_single(group, net, replace(train, lr=lr), seeds, progress=progress, with_lpips=lpips)
+        digest = {s.name: s.digest for s in group}
         save_stack(stack, ckpt, {"regime": "single", "members": [f"{r.image}@{r.seed}" for r in res], "data": to_dict(data),
+                                 "member_digests": [digest[r.image] for r in res],
                                  "psnr": [r.psnr for r in res], "steps_run": fr.steps_run, "seconds": fr.seconds})
-        new = _rows(res, base, fr.seconds)
+        new = _rows(res, base, fr.seconds, group)
         _append_new(folder.results_jsonl, new, done)
         rows += new
     return rows
@@ -173,30 +202,34 @@ def train_cohort(
     """
     from .data import split
 
-    log = log or _quiet
     cohort, _ = split(signals, n, 0, split_seed)
+    from .memory import check_cohort
+
+    check_cohort(net, [s.shape for s in cohort], cohort[0].channels, device=resolve_device(train.device))  # before run.json
     conf = {"cmd": "cohort", "n": n, "split_seed": split_seed, "seed": seed, "net": net,
             "train": key_dict(train), "data": data,  # key_dict: without checkpoint_every, which changes no result
             "images": [s.name for s in cohort]}
-    folder = RunFolder(prepare_run(out, conf, resume, overwrite))
-    done = done_keys(folder.results_jsonl)
+    folder = RunFolder(prepare_fresh(out, conf, resume, overwrite, log=log))
     chash = config_hash(conf)
-    keys = [row_key(chash, s.name, seed, "cohort", None) for s in cohort]
+    keys = [row_key(chash, s.digest, seed, "cohort", None) for s in cohort]
+    current = checkpoint_digest(folder.root) if checkpoint_ready(folder.root) else None
+    done = _model_keys(folder.results_jsonl, current)  # rows of the checkpoint in the folder now (older ones are stale)
     state = trainstate.path_in(folder.root)
-    if resume and checkpoint_ready(folder.root) and all(k in done for k in keys):  # complete pair + every head's row
+    if resume and current is not None and all(k in done for k in keys):  # complete pair + every head's row
         trainstate.remove(state)  # left by a run killed after its last row
-        log(f"{folder.root}: cohort already trained; nothing to do")
-        return _stored(folder.results_jsonl, keys)
+        (log or _quiet)(f"{folder.root}: cohort already trained; nothing to do")
+        return _stored(folder.results_jsonl, keys, current)
     lr = rules.lr_for("cohort", net.backbone, train.lr)
     stack, fr, res = fit_cohort(cohort, net, replace(train, lr=lr), seed, progress=progress, state=state, resume=resume,
                                 run=chash)
     save_stack(stack, folder.root, {"regime": "cohort", "members": [s.name for s in cohort], "steps_run": fr.steps_run,
-                                    "seconds": fr.seconds, "data": to_dict(data)})
+                                    "seconds": fr.seconds, "data": to_dict(data), "member_digests": [s.digest for s in cohort]})
+    model = checkpoint_digest(folder.root)
     dev = resolve_device(train.device)
     base = {"regime": "cohort", "freeze": None, "config": chash, "net": to_dict(net), "train": to_dict(train),
-            "runtime": runtime_info(dev, train), "steps_run": fr.steps_run, "lr": lr}
-    rows = _rows(res, base, fr.seconds)
-    _append_new(folder.results_jsonl, rows, done)
+            "runtime": runtime_info(dev, train), "steps_run": fr.steps_run, "lr": lr, "model_sha256": model}
+    rows = _rows(res, base, fr.seconds, cohort)
+    _append_new(folder.results_jsonl, rows, _model_keys(folder.results_jsonl, model))
     trainstate.remove(state)  # after the rows: a run killed before them resumes from the state, not step 0
     return rows
 
@@ -225,29 +258,31 @@ def transfer_images(
     ``depths`` as :func:`inrlens.rules.parse_depths` reads them: 'all' (= 'none', 0..L−1, 'random'), 'none'
     (no-freeze: every encoder layer starts from the cohort and trains), k (freeze layers 0..k, re-initialise
     and train the rest), 'random' (the random-init baseline: a single-signal fit of the encoder's architecture).
-    Images that were cohort members are left out unless ``include_cohort``; ``limit`` keeps the first N of the
-    rest. lr: transfer fits ``train.lr`` else :data:`inrlens.rules.TRANSFER_LR`; the random-init baseline
-    ``random_lr`` else the backbone's single-signal lr — the rules of ``inrlens sweep``.
+    Images that were cohort members (same pixels: :attr:`inrlens.data.Signal.digest` against the checkpoint's
+    ``member_digests``; by name, with a warning, for an older checkpoint without them) are left out unless
+    ``include_cohort``; ``limit`` keeps the first N of the rest. Keys and rows hold the encoder checkpoint's
+    digest (``encoder_sha256``): after the encoder is retrained in place, a resume refits every row. lr: transfer
+    fits ``train.lr`` else :data:`inrlens.rules.TRANSFER_LR`; the random-init baseline ``random_lr`` else the
+    backbone's single-signal lr — the rules of ``inrlens sweep``.
 
     Every bad input (a depth outside 0..L−1, no image left) is refused before ``out`` is touched. Returns one
     row per (depth × image × seed): fresh rows for the stacks fitted now, stored rows for those a resume skipped.
     """
-    log = log or _quiet
     seeds = rules.check_seeds(seeds, "seeds")
     encoder, meta = load_stack(encoder_dir)
+    enc_digest = checkpoint_digest(encoder_dir)
     sigs = list(signals)
+    if any(s.channels != encoder.out_features for s in sigs):  # before the cohort test: the members' pixels had these channels
+        from .data import harmonise_channels
+
+        sigs = harmonise_channels(sigs, "rgb" if encoder.out_features == 3 else "gray")
     if not include_cohort:
-        members = set(meta.get("members", []))
-        sigs = [s for s in sigs if s.name not in members]
+        sigs = _not_members(sigs, meta, encoder_dir)
         if not sigs:
             raise ValueError("every target image is a member of the cohort; pass --include-cohort to fit them anyway")
     sigs = sigs[:limit]
     if not sigs:
         raise ValueError("transfer_images: no images to fit")
-    if sigs[0].channels != encoder.out_features:
-        from .data import harmonise_channels
-
-        sigs = harmonise_channels(sigs, "rgb" if encoder.out_features == 3 else "gray")
     L = encoder.cfg.depth
     try:
         regimes = rules.parse_depths(depths, L)  # a bad depth fails before the run folder is touched
@@ -264,8 +299,8 @@ def transfer_images(
     legacy = train.lr if train.lr is not None else LEGACY_RANDOM_LR
     if "random" in regimes and lr_random != legacy:
         conf["random_lr"] = lr_random
-    folder = RunFolder(prepare_run(out, conf, resume, overwrite))
-    done = done_keys(folder.results_jsonl)
+    folder = RunFolder(prepare_fresh(out, conf, resume, overwrite, log=log))
+    done = done_keys(folder.results_jsonl)  # keys hold the encoder's digest: rows of an earlier encoder never match
     dev = resolve_device(train.device)
     info = runtime_info(dev, train)
     chash = config_hash(conf)
@@ -275,7 +310,7 @@ def transfer_images(
         freeze = rules.freeze_of(depth)
         lr = lr_random if regime == "random" else lr_transfer
         for group in _by_shape(sigs):
-            keys = [row_key(chash, s.name, sd, regime, freeze) for s in group for sd in seeds]
+            keys = [row_key(chash, s.digest, sd, regime, freeze, enc_digest) for s in group for sd in seeds]
             if all(k in done for k in keys):
                 rows += _stored(folder.results_jsonl, keys)
                 continue
@@ -284,11 +319,29 @@ def transfer_images(
             else:
                 _, fr, res = fit_transfer(encoder, group, freeze, replace(train, lr=lr), seeds, progress=progress, with_lpips=lpips)
             base = {"regime": regime, "freeze": freeze, "config": chash, "net": to_dict(encoder.cfg), "train": to_dict(train),
-                    "runtime": info, "encoder": str(encoder_dir), "lr": lr}
-            new = _rows(res, base, fr.seconds)
+                    "runtime": info, "encoder": str(encoder_dir), "encoder_sha256": enc_digest, "lr": lr}
+            new = _rows(res, base, fr.seconds, group)
             _append_new(folder.results_jsonl, new, done)
             rows += new
     return rows
+
+
+def _not_members(sigs: Sequence[Signal], meta: dict[str, Any], encoder_dir: str | os.PathLike) -> list[Signal]:
+    """The signals that are not members of the cohort whose checkpoint meta is ``meta``: by image digest
+    (``meta["member_digests"]``); by name, with a warning, for a checkpoint written before digests were recorded."""
+    names = {str(m) for m in meta.get("members", [])}
+    digests = meta.get("member_digests")
+    if not isinstance(digests, list) or not digests:
+        if names:
+            warnings.warn(f"{encoder_dir}: this checkpoint records no image digests of its members (written by an earlier "
+                          "inrlens); cohort members are excluded by name", stacklevel=3)
+        return [s for s in sigs if s.name not in names]
+    members = set(digests)
+    namesakes = [s.name for s in sigs if s.name in names and s.digest not in members]
+    if namesakes:
+        warnings.warn(f"{', '.join(namesakes[:5])}{' …' if len(namesakes) > 5 else ''}: named like a member of the cohort "
+                      f"{encoder_dir} but with other pixels; fitted as test image(s)", stacklevel=3)
+    return [s for s in sigs if s.digest not in members]
 
 
 def depth_tag(row: dict[str, Any]) -> str:
@@ -343,6 +396,11 @@ def results(run_dir: str | os.PathLike, kind: Literal["fit", "cohort", "sae", "a
     * ``"sae"``: SAE diagnostics (one per condition × layer), ``"ablation"``: single-atom ablations,
     * ``"all"``: everything.
 
+    Stale rows are left out (:func:`inrlens.identity.current_rows`): rows that record the digest of the model
+    they came from (``encoder_sha256``, ``cohort_sha256``, ``model_sha256``, ``inr_sha256``, ``sae_sha256``) when
+    that model's checkpoint now has another digest, and fit rows written before images were keyed by digest once
+    the same folder holds their refit; results files moved aside by ``--overwrite`` (``*.replaced-*``) are not read.
+
     Flattening: nested tables become dotted columns (``net.width``, ``train.steps``, ``runtime.device``, …);
     lists (``curve``, ``curve_steps``, ``shape``, ``images``) stay as list-valued cells; a missing or non-finite
     number (stored as null) is NaN. Added columns: ``file`` (the JSONL file, relative to ``run_dir``) and, for
@@ -355,7 +413,7 @@ def results(run_dir: str | os.PathLike, kind: Literal["fit", "cohort", "sae", "a
         raise FileNotFoundError(f"{root}: no such run folder")
     if kind not in RESULT_KINDS:
         raise ValueError(f"kind must be one of {', '.join(RESULT_KINDS)}, got {kind!r}")
-    records = []
+    pairs = []
     for f in sorted(root.rglob("*.jsonl")):
         for row in read_rows(f):
             if kind != "all" and _kind_of(row, f) != kind:
@@ -363,7 +421,8 @@ def results(run_dir: str | os.PathLike, kind: Literal["fit", "cohort", "sae", "a
             row = dict(row, file=str(f.relative_to(root)))
             if "depth" not in row and row.get("regime") in ("transfer", "random"):
                 row["depth"] = "random" if row["regime"] == "random" else ("none" if row.get("freeze") is None else row["freeze"])
-            records.append(row)
+            pairs.append((row, f))
+    records = current_rows(pairs)  # without rows of a model since retrained in place (stale) or since refitted
     if not records:
         return pd.DataFrame()
     df = pd.json_normalize(records, sep=".")

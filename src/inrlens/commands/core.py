@@ -70,7 +70,8 @@ class Fit:
     resume: bool = False
     """Continue a run in an existing folder (skips finished images)."""
     overwrite: bool = False
-    """Replace the config recorded in an existing folder (results already there are kept)."""
+    """Replace the config recorded in an existing folder; its results of another config are moved aside to
+    results.jsonl.replaced-<timestamp> (docs/run-folder.md)."""
 
     def run(self) -> None:
         _check_counts(limit=self.limit)
@@ -104,7 +105,8 @@ class Cohort:
     """Do nothing if this folder already holds a finished cohort with this config; continue an interrupted one
     from its last training state (see --train.checkpoint-every)."""
     overwrite: bool = False
-    """Replace the config recorded in an existing folder."""
+    """Replace the config recorded in an existing folder; its results of another config are moved aside to
+    results.jsonl.replaced-<timestamp> (docs/run-folder.md)."""
 
     def run(self) -> None:
         _check_counts(n=self.n)
@@ -149,7 +151,8 @@ class Transfer:
     resume: bool = False
     """Continue a run in an existing folder (skips finished (image, seed, depth) rows)."""
     overwrite: bool = False
-    """Replace the config recorded in an existing folder."""
+    """Replace the config recorded in an existing folder; its results of another config are moved aside to
+    results.jsonl.replaced-<timestamp> (docs/run-folder.md)."""
 
     def run(self) -> None:
         _check_counts(limit=self.limit)
