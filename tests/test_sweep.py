@@ -326,38 +326,82 @@ def pin_sets(root: Path) -> None:
             Image.fromarray(a if ch == 1 else np.stack([a, a[::-1], a.T], -1)).save(root / name / f"img{i:02d}.png")
 
 
+def _pinned(plan) -> tuple[list, dict, str]:
+    cohorts = [(c.source, c.backbone, c.key, c.images, c.res, c.grid, c.dir) for c in plan.cohorts]
+    fits = {(f.source, f.target, f.backbone, f.depth, f.image, f.seed): (f.lr, f.key) for f in plan.fits}
+    return cohorts, fits, hashlib.sha256(json.dumps([f.key for f in plan.fits]).encode()).hexdigest()[:16]
+
+
 def test_keys_pinned_to_earlier_versions(tmp_path, monkeypatch):
-    """Keys must not change, or existing run folders would redo every fit. The values below were computed with
+    """Keys must not change, or existing run folders would redo every fit. The first values below were computed with
     the single-module sweep (src/inrlens/grid.py and the configs of commit 91005f4, before the sweep became the
-    inrlens.sweep package and before DataConfig gained `scale`); never update them to make this test pass."""
+    inrlens.sweep package and before DataConfig gained `scale`); never update them to make this test pass.
+
+    One deliberate change since: images enter keys by their pixel digest (Signal.digest), not by name, so that two
+    images with one name are two fits and one image under two names is one. With the digest read as the name the
+    plan must still give exactly the earlier keys (so nothing else changed); the second set of pins is the same
+    plans with digests, computed once by the version that made that change (after the first check passed)."""
+    from inrlens.data import Signal
+
     pin_sets(tmp_path)
     monkeypatch.chdir(tmp_path)  # dataset paths are part of the cohort keys: relative paths keep them fixed
     spec = SweepSpec(data=("gray=gray", "rgb=rgb"), backbones=("siren", "ffmlp"), seeds=(0, 1), n_cohort=2, n_test=2,
                      depths=("all",), net=NetConfig(width=8, depth=2, ff_features=8),
                      cohort_train=TrainConfig(steps=6, lr=1e-3, log_every=5, target_psnr=30.0),
                      train=TrainConfig(steps=4, lr=1e-3, log_every=2), images=DataConfig(size=16), lpips=False)
+    spec2 = dataclasses.replace(spec, train=TrainConfig(steps=4), images=DataConfig())  # default lrs, native image size
+    with monkeypatch.context() as m:
+        m.setattr(Signal, "digest", property(lambda s: s.name))  # the keys as images entered them by name
+        cohorts, fits, every = _pinned(make_plan(spec, Path("run")))
+        assert cohorts == [
+            ("gray", "siren", "1195d5f8acd8318f", ("img02", "img01"), 16, (16, 16), "run/cohorts/gray_siren"),
+            ("gray", "ffmlp", "d346d87d604eff30", ("img02", "img01"), 16, (16, 16), "run/cohorts/gray_ffmlp"),
+            ("rgb", "siren", "2c6173dbf6ecf1ce", ("img02", "img01"), 16, (16, 16), "run/cohorts/rgb_siren"),
+            ("rgb", "ffmlp", "d08b8e505c94e810", ("img02", "img01"), 16, (16, 16), "run/cohorts/rgb_ffmlp")]
+        assert fits[("gray", "gray", "siren", "none", "img00", 0)] == (1e-3, "be1e530112b36b11")
+        assert fits[("rgb", "gray", "siren", 0, "img00", 0)] == (1e-3, "fca2e0af9e42ac4e")
+        assert fits[("rgb", "rgb", "ffmlp", 1, "img00", 1)] == (1e-3, "be22b59ca343f3e6")
+        assert fits[(None, "gray", "siren", "random", "img00", 0)] == (1e-4, "2fffa3c163b01aed")
+        assert fits[(None, "rgb", "ffmlp", "random", "img04", 1)] == (1e-3, "8c4737013385b99a")
+        # every key, in plan order: 2 backbones × 2 targets × 2 images × 2 seeds × (2 sources × {none, 0, 1} + random)
+        assert len(fits) == 112 and every == "7e39f5d51af15625"
+        _, fits, every = _pinned(make_plan(spec2, Path("run")))
+        assert fits[("gray", "gray", "siren", "none", "img00", 0)] == (1e-4, "1ea6ed88e5b6fc7a")
+        assert fits[(None, "gray", "siren", "random", "img00", 0)] == (1e-4, "ec25607605694ed0")
+        assert fits[(None, "gray", "ffmlp", "random", "img00", 0)] == (1e-3, "c188db6cc1a91583")
+        assert every == "8cb43dec6a53affe"
+    # the same plans with images keyed by their pixel digests
     plan = make_plan(spec, Path("run"))
-    assert [(c.source, c.backbone, c.key, c.images, c.res, c.grid, c.dir) for c in plan.cohorts] == [
-        ("gray", "siren", "1195d5f8acd8318f", ("img02", "img01"), 16, (16, 16), "run/cohorts/gray_siren"),
-        ("gray", "ffmlp", "d346d87d604eff30", ("img02", "img01"), 16, (16, 16), "run/cohorts/gray_ffmlp"),
-        ("rgb", "siren", "2c6173dbf6ecf1ce", ("img02", "img01"), 16, (16, 16), "run/cohorts/rgb_siren"),
-        ("rgb", "ffmlp", "d08b8e505c94e810", ("img02", "img01"), 16, (16, 16), "run/cohorts/rgb_ffmlp")]
-    fits = {(f.source, f.target, f.backbone, f.depth, f.image, f.seed): (f.lr, f.key) for f in plan.fits}
-    assert fits[("gray", "gray", "siren", "none", "img00", 0)] == (1e-3, "be1e530112b36b11")
-    assert fits[("rgb", "gray", "siren", 0, "img00", 0)] == (1e-3, "fca2e0af9e42ac4e")
-    assert fits[("rgb", "rgb", "ffmlp", 1, "img00", 1)] == (1e-3, "be22b59ca343f3e6")
-    assert fits[(None, "gray", "siren", "random", "img00", 0)] == (1e-4, "2fffa3c163b01aed")
-    assert fits[(None, "rgb", "ffmlp", "random", "img04", 1)] == (1e-3, "8c4737013385b99a")
-    # every key, in plan order: 2 backbones × 2 targets × 2 images × 2 seeds × (2 sources × {none, 0, 1} + random)
-    assert len(plan.fits) == 112
-    assert hashlib.sha256(json.dumps([f.key for f in plan.fits]).encode()).hexdigest()[:16] == "7e39f5d51af15625"
-    # default lrs (train.lr and random_lr unset) and native image size
-    plan = make_plan(dataclasses.replace(spec, train=TrainConfig(steps=4), images=DataConfig()), Path("run"))
-    fits = {(f.source, f.target, f.backbone, f.depth, f.image, f.seed): (f.lr, f.key) for f in plan.fits}
-    assert fits[("gray", "gray", "siren", "none", "img00", 0)] == (1e-4, "1ea6ed88e5b6fc7a")
-    assert fits[(None, "gray", "siren", "random", "img00", 0)] == (1e-4, "ec25607605694ed0")
-    assert fits[(None, "gray", "ffmlp", "random", "img00", 0)] == (1e-3, "c188db6cc1a91583")
-    assert hashlib.sha256(json.dumps([f.key for f in plan.fits]).encode()).hexdigest()[:16] == "8cb43dec6a53affe"
+    cohorts, fits, every = _pinned(plan)
+    assert cohorts == [
+        ("gray", "siren", "eece6ee09037ec36", ("img02", "img01"), 16, (16, 16), "run/cohorts/gray_siren"),
+        ("gray", "ffmlp", "529b036f69b43549", ("img02", "img01"), 16, (16, 16), "run/cohorts/gray_ffmlp"),
+        ("rgb", "siren", "3f083d9a15c99410", ("img02", "img01"), 16, (16, 16), "run/cohorts/rgb_siren"),
+        ("rgb", "ffmlp", "85c3818bcdc5bb07", ("img02", "img01"), 16, (16, 16), "run/cohorts/rgb_ffmlp")]
+    for c in plan.cohorts:  # the digests are the pixels' (an independent float32 recomputation from the PNG)
+        assert c.digests == tuple(_ref_digest(tmp_path / c.source / f"{n}.png") for n in c.images)
+    assert {f.image_digest for f in plan.fits if f.image == "img00" and f.target == "rgb"} == {_ref_digest(tmp_path / "rgb" / "img00.png")}
+    assert fits[("gray", "gray", "siren", "none", "img00", 0)] == (1e-3, "511654066a4abc5e")
+    assert fits[("rgb", "gray", "siren", 0, "img00", 0)] == (1e-3, "03dd0f741c19146c")
+    assert fits[("rgb", "rgb", "ffmlp", 1, "img00", 1)] == (1e-3, "05a995b0421a5f07")
+    assert fits[(None, "gray", "siren", "random", "img00", 0)] == (1e-4, "84d60f1497528a12")
+    assert fits[(None, "rgb", "ffmlp", "random", "img04", 1)] == (1e-3, "8060b522c070379b")
+    assert len(fits) == 112 and every == "b274fdd7a3c4e0b8"
+    _, fits, every = _pinned(make_plan(spec2, Path("run")))
+    assert fits[("gray", "gray", "siren", "none", "img00", 0)] == (1e-4, "f73d9de35bfb2c8c")
+    assert fits[(None, "gray", "siren", "random", "img00", 0)] == (1e-4, "a0684bc6204ddfdd")
+    assert fits[(None, "gray", "ffmlp", "random", "img00", 0)] == (1e-3, "0c4df527ae9ff463")
+    assert every == "21ccf200ec1292a7"
+
+
+def _ref_digest(png: Path) -> str:
+    """Signal.digest recomputed by hand: 8-bit PNG → float32 in [-1, 1] (H, W, C), sha256 of dtype|shape|bytes."""
+    a = np.asarray(Image.open(png), dtype=np.float64) / 255.0
+    a = (a[:, :, None] if a.ndim == 2 else a).astype(np.float32)
+    a = np.ascontiguousarray(a * np.float32(2.0) - np.float32(1.0))
+    h = hashlib.sha256(f"<f4|{'x'.join(map(str, a.shape))}|".encode())
+    h.update(a.tobytes())
+    return h.hexdigest()[:16]
 
 
 def test_fields_added_later_enter_keys_only_when_set():

@@ -11,14 +11,15 @@ def write_report(run_dir, out=None, analogues=None) -> list[_Path]:
     summary.json (:func:`inrlens.stats.paper_name`). Returns the written paths. Raises FileNotFoundError when no
     fit rows are found.
     """
-    from ..store import REPORT_DIR, RESULTS_DIR, atomic_write_json, atomic_write_text, read_rows
+    from ..identity import read_current_rows
+    from ..store import REPORT_DIR, RESULTS_DIR, atomic_write_json, atomic_write_text
     from . import figures, tables
 
     run_dir = _Path(run_dir)
     if not run_dir.exists():
         raise FileNotFoundError(f"{run_dir}: no such run folder")
     src = run_dir / RESULTS_DIR if (run_dir / RESULTS_DIR).is_dir() else run_dir
-    rows = read_rows(src)
+    rows = read_current_rows(src)  # without stale rows (of a cohort replaced since): inrlens.identity
     summary = tables.summarise(rows, analogues)
     if not summary["table1"]:
         raise FileNotFoundError(f"{run_dir}: no freeze-sweep result rows found")

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ..interrupts import deferred, shielded, trap_sigterm
-from .jobs import chunk_fits, cohort_ready, deal, run_fits_job, train_cohorts_job
+from .jobs import check_memory, chunk_fits, cohort_ready, deal, run_fits_job, train_cohorts_job
 from .plan import Plan, make_plan
 from .spec import ExecSpec, SweepSpec
 
@@ -283,15 +283,15 @@ def cancel_jobs(jobs: Sequence[Any], grace: float = 30.0) -> list[int]:
 
 # ------------------------------------------------------------------------------------------------ the sweep
 def _done(results: Path) -> set[str]:
-    from ..store import done_keys
+    from .jobs import current_keys
 
-    return done_keys(results) if results.exists() else set()
+    return current_keys(results)  # rows of a cohort checkpoint replaced since are stale: redone
 
 
 def _cohort_rows(results: Path) -> set[str]:
-    from ..store import read_rows
+    from .jobs import current_keys
 
-    return {r.get("key") for r in read_rows(results) if r.get("kind") == "cohort"} if results.exists() else set()
+    return current_keys(results, "cohort")
 
 
 def run_sweep(spec: SweepSpec, ex: ExecSpec, run_dir: str | Path, log: Callable[..., Any] = print,
@@ -325,6 +325,7 @@ def _run_sweep(spec: SweepSpec, ex: ExecSpec, run_dir: Path, log: Callable[..., 
                cancel: threading.Event | None, live: list[Any]) -> dict[str, Any]:
     t0 = time.time()
     plan = plan if plan is not None else make_plan(spec, run_dir)
+    check_memory(plan, ex)  # a cohort or fit that cannot fit the budget: one line before any job starts
     results = run_dir / "results"
     results.mkdir(parents=True, exist_ok=True)
     keys = {f.key for f in plan.fits}

@@ -6,6 +6,9 @@
 * :func:`run_fits_job` fits chunks of :class:`~inrlens.sweep.plan.FitTask` (one stack per chunk) and appends one
   row per fit to its own ``results/fits-*.jsonl`` file, skipping keys already in any results file.
 
+Done means current (:func:`current_keys`): a transfer fit row and a cohort row record the cohort checkpoint's
+digest (``cohort_sha256``); after that checkpoint is replaced, they are stale and redone, not skipped.
+
 :func:`chunk_fits` groups fits that can share one stack, :func:`deal` spreads the chunks over jobs. The rows'
 fields are listed in docs/run-folder.md.
 """
@@ -23,8 +26,8 @@ from typing import Any
 
 from ..config import DataConfig, to_dict
 from ..rules import backbone_spec
-from .plan import CohortTask, FitTask, load_dataset
-from .spec import SweepSpec, key_hash
+from .plan import CohortTask, FitTask, Plan, load_dataset
+from .spec import ExecSpec, SweepSpec, key_hash
 
 Chunk = list[FitTask]
 
@@ -53,6 +56,44 @@ def _auto_cap(spec: SweepSpec, f: FitTask, limit: int = 64) -> int:
     start = 0 if f.freeze is None else f.freeze + 1
     h, w = f.shape
     return max(1, min(limit, members_per_chunk(net, h * w, f.channels, start, device="cpu")))
+
+
+RANK_HINT = "the sweep takes them on the cohort images' grid: use smaller images (--images.size) or a smaller width"
+
+
+def check_memory(plan: Plan, ex: ExecSpec) -> None:
+    """Refuse, with one line, a sweep whose work cannot fit the memory budget of its jobs, before any of it starts:
+    a cohort's training (:func:`inrlens.memory.check_cohort`, on the jobs' device), its activation ranks (on the
+    CPU, where the saved cohort is profiled) and one member of each kind of fit (:func:`inrlens.memory.members_per_chunk`).
+    Not checked on SLURM: the jobs' machines are not this one."""
+    if ex.cluster == "slurm":
+        return
+    from ..fit import resolve_device
+    from ..memory import check_cohort, check_rank, members_per_chunk
+
+    device = resolve_device(ex.device)
+    nets = {}
+    for c in plan.cohorts:
+        nets[c.key] = c.net
+        try:
+            if c.shapes:
+                check_cohort(c.net, c.shapes, c.channels or 3, device=device)
+            check_rank(c.net, c.grid, c.channels or 3, len(c.images), device="cpu", hint=RANK_HINT)
+        except ValueError as e:
+            raise ValueError(f"cohort {c.source}_{c.backbone}: {e}") from None
+    devices = [device] if ex.max_members is not None or device.type == "cpu" else [device, "cpu"]  # cpu: _auto_cap
+    seen = set()
+    for f in plan.fits:
+        net = f.net if f.net is not None else nets.get(f.cohort_key)
+        start = 0 if f.freeze is None else f.freeze + 1
+        if net is None or (net, f.shape, f.channels, start) in seen:
+            continue
+        seen.add((net, f.shape, f.channels, start))
+        try:
+            for d in devices:
+                members_per_chunk(net, f.shape[0] * f.shape[1], f.channels, start, device=d)
+        except ValueError as e:
+            raise ValueError(f"{f.backbone} fits of {f.target} image {f.image!r} ({f.regime}, depth {f.depth}): {e}") from None
 
 
 def deal(chunks: Sequence[Chunk], jobs: int, depth: int = 5) -> list[list[Chunk]]:
@@ -89,6 +130,31 @@ def _set_threads(threads: int) -> None:
     torch.set_num_threads(max(1, int(threads)))
 
 
+def current_keys(results_dir: str | os.PathLike, kind: str | None = None) -> set[str]:
+    """Keys of the current rows under a sweep's ``results/`` (``kind``: only rows of that kind): rows whose
+    recorded cohort digest is the digest of the cohort checkpoint saved now (:func:`inrlens.identity.sweep_row_current`)."""
+    from .. import store
+    from ..identity import sweep_cohort_digests, sweep_row_current
+
+    results_dir = Path(results_dir)
+    if not results_dir.exists():
+        return set()
+    cohorts = sweep_cohort_digests(results_dir.parent)
+    return {r["key"] for r in store.read_rows(results_dir)
+            if "key" in r and (kind is None or r.get("kind", "fit") == kind) and sweep_row_current(r, cohorts)}
+
+
+def _by_digest(path: str, images: DataConfig, names: Sequence[str], digests: Sequence[str]) -> list[Any]:
+    """The signals of ``names``, each checked against the digest the plan recorded for it (when it did)."""
+    by_name = _signals(path, images)
+    sigs = [by_name[n] for n in names]
+    for s, d in zip(sigs, digests):
+        if d and s.digest != d:
+            raise ValueError(f"{path}: image {s.name!r} changed since the sweep was planned (digest {d[:8]}… ≠ "
+                             f"{s.digest[:8]}…); run the sweep again to plan it anew")
+    return sigs
+
+
 def cohort_ready(cohort: CohortTask) -> bool:
     """True when the cohort's folder holds a complete checkpoint (digest matching) saved with this task's key."""
     from ..store import checkpoint_ready
@@ -109,45 +175,50 @@ def train_cohort_job(cohort: CohortTask, results_dir: str, threads: int = 1, dev
     key) lets a rerun continue an interrupted cohort from its last state; saving the cohort removes it."""
     from .. import store, trainstate
     from ..fit import fit_cohort, resolve_device, runtime_info
+    from ..identity import checkpoint_digest
+    from ..memory import check_rank
     from ..probes.rank import profile
 
     _set_threads(threads)
     final = Path(cohort.dir)
-    done = {r.get("key") for r in store.read_rows(Path(results_dir)) if r.get("kind") == "cohort"}
+    done = current_keys(results_dir, "cohort")  # a row of a replaced checkpoint is stale: not done
     if cohort_ready(cohort) and cohort.key in done:
         return {"key": cohort.key, "status": "cached"}
     train = replace(cohort.train, device=device)
+    check_rank(cohort.net, tuple(cohort.grid), cohort.channels or 3, len(cohort.images), hint=RANK_HINT)  # before training
     if not cohort_ready(cohort):
-        by_name = _signals(cohort.path, cohort.data)
-        sigs = [by_name[n] for n in cohort.images]
+        sigs = _by_digest(cohort.path, cohort.data, cohort.images, cohort.digests)
         stack, fr, res = fit_cohort(sigs, cohort.net, train, cohort.seed, progress=False,
                                     state=trainstate.path_in(final), run=cohort.key)
         tmp = final.parent / f".{final.name}.{uuid.uuid4().hex[:8]}.tmp"
         store.save_stack(stack, tmp, {"regime": "cohort", "key": cohort.key, "members": list(cohort.images),
+                                      "member_digests": list(cohort.digests),
                                       "steps_run": fr.steps_run, "seconds": fr.seconds, "psnr": [r.psnr for r in res],
                                       "source": cohort.source, "grid": list(cohort.grid), "seed": cohort.seed})
         if final.exists():  # an incomplete folder left by a killed job (cohort_ready was False), its training state too
             shutil.rmtree(final)
         os.replace(tmp, final)
     stack, meta = store.load_stack(final)
+    done = current_keys(results_dir, "cohort")  # again: a row written for the checkpoint saved now counts
     prof = profile(stack, tuple(cohort.grid), init_seed=cohort.seed)  # the encoder was drawn from the cohort seed
     psnrs = [p for p in meta.get("psnr", []) if p is not None]
-    row = {"kind": "cohort", "key": cohort.key, "source": cohort.source, "backbone": cohort.backbone,
+    row = {"kind": "cohort", "key": cohort.key, "source": cohort.source, "source_path": cohort.path, "backbone": cohort.backbone,
            "sr_w": prof.sr_w, "sr_h": prof.sr_h, "k_w": prof.k_w, "k_h": prof.k_h, "grid": list(prof.grid_shape),
            "sr_h_centred": prof.sr_h_centred, "k_h_centred": prof.k_h_centred, "sr_w_init": prof.sr_w_init,
            "delta_sr": prof.delta_sr, "k_delta": prof.k_delta, "seed": cohort.seed,
            "steps_run": meta.get("steps_run"), "seconds": meta.get("seconds"),
            "psnr_mean": float(sum(psnrs) / len(psnrs)) if psnrs else None, "images": list(cohort.images),
            "net": to_dict(cohort.net), "train": to_dict(cohort.train), "data": to_dict(cohort.data), "res": cohort.res,
-           "runtime": runtime_info(resolve_device(device), train)}
-    if cohort.key not in done:  # a cohort retrained after its folder was lost keeps its first row: each key once
+           "runtime": runtime_info(resolve_device(device), train), "cohort_sha256": checkpoint_digest(final)}
+    if cohort.key not in done:  # each key once among the rows of the checkpoint saved now (a retrained cohort with
+        # the same weights keeps its first row; one with other weights gets a new row, the old one being stale)
         store.append_row(Path(results_dir) / f"cohort-{cohort.source}_{cohort.backbone}.jsonl", row)
     return {"key": cohort.key, "status": "trained"}
 
 
 # ------------------------------------------------------------------------------------------------ fits
 _ROW_FIELDS = ("key", "source", "target", "backbone", "regime", "depth", "freeze", "image", "seed", "lr", "shape", "channels",
-               "cohort_key")
+               "cohort_key", "image_digest")
 """FitTask fields copied into every fit row."""
 
 
@@ -166,13 +237,16 @@ def run_fits_job(chunks: list[Chunk], results_file: str, spec: SweepSpec, thread
                  device: str = "cpu") -> dict[str, Any]:
     """Fit every chunk (one stack each) and append one row per fit to ``results_file``.
 
-    Keys already present in the run's results are skipped (a job rerun after a crash does not redo them)."""
+    Keys already present in the run's results are skipped (a job rerun after a crash does not redo them), unless
+    their rows are stale (:func:`current_keys`: the cohort they started from has been replaced since). A transfer
+    row records the digest of the cohort checkpoint it started from (``cohort_sha256``)."""
     from .. import store
     from ..fit import fit_single, fit_transfer, resolve_device, runtime_info
+    from ..identity import checkpoint_digest
 
     _set_threads(threads)
     results_file = Path(results_file)
-    done = store.done_keys(results_file.parent)
+    done = current_keys(results_file.parent)
     train = replace(spec.train, device=device)
     images = to_dict(spec.images)
     sweep_hash = key_hash(spec)
@@ -184,10 +258,10 @@ def run_fits_job(chunks: list[Chunk], results_file: str, spec: SweepSpec, thread
         if not todo:
             continue
         f0 = todo[0]
-        by_name = _signals(f0.target_path, spec.images)
         tr = replace(train, steps=backbone_spec(spec, f0.backbone).train.steps, lr=f0.lr)  # per-backbone steps
         for part in _stacks(todo):
-            sigs = [by_name[n] for n in dict.fromkeys(f.image for f in part)]
+            firsts = list({f.image: f for f in part}.values())
+            sigs = _by_digest(f0.target_path, spec.images, [f.image for f in firsts], [f.image_digest for f in firsts])
             seeds = list(dict.fromkeys(f.seed for f in part))
             t0 = time.perf_counter()
             if f0.regime == "random":
@@ -195,9 +269,10 @@ def run_fits_job(chunks: list[Chunk], results_file: str, spec: SweepSpec, thread
                 net_d = to_dict(f0.net)
             else:
                 if f0.cohort_dir not in encoders:
-                    encoders[f0.cohort_dir] = store.load_stack(f0.cohort_dir)[0]
-                enc = encoders[f0.cohort_dir]
-                _, fr, res = fit_transfer(enc, sigs, f0.freeze, tr, seeds, progress=False, with_lpips=spec.lpips)
+                    encoders[f0.cohort_dir] = (store.load_stack(f0.cohort_dir)[0], checkpoint_digest(f0.cohort_dir))
+                enc, enc_digest = encoders[f0.cohort_dir]
+                _, fr, res = fit_transfer(enc, sigs, f0.freeze, tr, seeds, progress=False, with_lpips=spec.lpips,
+                                          reinit=spec.reinit)
                 net_d = to_dict(enc.cfg)
             wall = time.perf_counter() - t0
             by_pair = {(f.image, f.seed): f for f in part}
@@ -208,10 +283,12 @@ def run_fits_job(chunks: list[Chunk], results_file: str, spec: SweepSpec, thread
                            train_psnr=r.train_psnr, curve=r.curve, curve_steps=r.curve_steps, net=net_d, train=to_dict(tr),
                            data=images, steps_run=fr.steps_run, fit_seconds=fr.seconds, wall_seconds=wall,
                            chunk_members=len(res), runtime=info, sweep=sweep_hash)
+                if f.regime != "random":
+                    row["cohort_sha256"] = enc_digest
                 store.append_row(results_file, row)
                 done.add(f.key)
                 n_rows += 1
     return {"rows": n_rows, "file": str(results_file)}
 
 
-__all__ = ["chunk_fits", "deal", "cohort_ready", "train_cohort_job", "train_cohorts_job", "run_fits_job"]
+__all__ = ["chunk_fits", "check_memory", "deal", "cohort_ready", "current_keys", "train_cohort_job", "train_cohorts_job", "run_fits_job"]

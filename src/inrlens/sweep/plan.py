@@ -6,13 +6,18 @@ cohort, the next ``n_test`` its test images. A dataset's cohort images are there
 whichever dataset is the source.
 
 Keys: a task's key is a hash of everything that defines its result. A cohort's key covers its source (name
-and path), backbone, member images, net, schedule, seed, image loading and resolution. A fit's key covers its
-regime, source, target, backbone, freeze depth, image, seed, learning rate, the hashes of the test-time
-schedule and of the image loading, the LPIPS switch, and either its cohort's key (transfer) or its net's hash
-(random init). These inputs are fixed: changing them would make existing runs redo every fit. A test pins keys
-computed by earlier versions. The run folder and its files are described in docs/run-folder.md. Each of these
+and path), backbone, member images (by pixel digest, :attr:`inrlens.data.Signal.digest`), net, schedule, seed,
+image loading and resolution. A fit's key covers its regime, source, target, backbone, freeze depth, image (its
+pixel digest), seed, learning rate, the hashes of the test-time schedule and of the image loading, the LPIPS
+switch, and either its cohort's key (transfer) or its net's hash (random init). These inputs are fixed: changing
+them would make existing runs redo every fit (images entered keys by name until they entered by digest; a test
+pins the keys). The run folder and its files are described in docs/run-folder.md. Each of these
 is the backbone's own setting when the spec has a ``per_backbone`` entry for it (:func:`inrlens.rules.backbone_spec`),
 so a key depends on the settings a fit ran with, not on how the spec spelled them.
+
+Which trained cohort a transfer fit started from is not in its key (the key is known before the cohort is
+trained): its row records the checkpoint's digest (``cohort_sha256``), and a row whose cohort has been replaced
+since is stale (:func:`inrlens.identity.sweep_row_current`): redone by a rerun, ignored by reports.
 
 Tasks are frozen dataclasses of plain values, so they pickle for submitit; jobs reload images and cohorts
 from disk themselves.
@@ -56,6 +61,12 @@ class CohortTask:
     """Folder of the saved cohort (RUN/cohorts/<source>_<backbone>)."""
     grid: tuple[int, int]
     """(H, W) of the grid the activation ranks are taken on: the members' most common shape."""
+    digests: tuple[str, ...] = ()
+    """Member image digests (:attr:`inrlens.data.Signal.digest`), in head order."""
+    shapes: tuple[tuple[int, int], ...] = ()
+    """Member image shapes (H, W), in head order (for the memory check before the sweep starts)."""
+    channels: int = 0
+    """Channels of the member images (0: not recorded)."""
 
 
 @dataclass(frozen=True)
@@ -85,6 +96,8 @@ class FitTask:
     cohort_dir: str | None
     net: NetConfig | None
     """Random init: the architecture (with σ scaled to the image); transfer: None (the cohort's)."""
+    image_digest: str = ""
+    """The test image's digest (:attr:`inrlens.data.Signal.digest`): what the key holds; ``image`` is its name."""
 
 
 @dataclass(frozen=True)
@@ -105,10 +118,11 @@ class _Dataset:
     test: tuple[str, ...]
     shape: dict[str, tuple[int, int]]
     channels: dict[str, int]
+    digest: dict[str, str]
 
 
 def load_dataset(path: str, images: DataConfig) -> list:
-    """The signals of one dataset; its image names must be unique (they are part of the keys)."""
+    """The signals of one dataset; its image names must be unique (jobs find images by name; keys hold digests)."""
     from ..data import resolve
 
     sigs = resolve(path, images)
@@ -127,7 +141,7 @@ def split_dataset(name: str, path: str, spec: SweepSpec) -> _Dataset:
         raise ValueError(f"dataset {name!r} has {len(sigs)} images; a cohort of {spec.n_cohort} leaves none for testing")
     cohort, test = split(sigs, spec.n_cohort, spec.n_test, spec.split_seed)
     return _Dataset(name, path, tuple(s.name for s in cohort), tuple(s.name for s in test),
-                    {s.name: tuple(s.shape) for s in sigs}, {s.name: s.channels for s in sigs})
+                    {s.name: tuple(s.shape) for s in sigs}, {s.name: s.channels for s in sigs}, {s.name: s.digest for s in sigs})
 
 
 def select_datasets(spec: SweepSpec) -> tuple[dict[str, str], list[str], list[str]]:
@@ -164,12 +178,14 @@ def cohort_task(spec: SweepSpec, ds: _Dataset, backbone: str, run_dir: Path) -> 
     spec = backbone_spec(spec, backbone)
     res = spec.images.size or max(max(ds.shape[n]) for n in ds.cohort)
     net = net_for(spec, backbone, res)
-    ident = {"source": ds.name, "path": ds.path, "backbone": backbone, "images": list(ds.cohort), "net": key_dict(net),
+    digests = tuple(ds.digest[n] for n in ds.cohort)
+    ident = {"source": ds.name, "path": ds.path, "backbone": backbone, "images": list(digests), "net": key_dict(net),
              "train": key_dict(spec.cohort_train), "seed": spec.cohort_seed, "data": key_dict(spec.images), "res": res}
     return CohortTask(key=key_hash(ident), source=ds.name, path=ds.path, backbone=backbone, images=ds.cohort, net=net,
                       train=spec.cohort_train, seed=spec.cohort_seed, data=spec.images, res=res,
                       dir=str(Path(run_dir) / "cohorts" / f"{ds.name}_{backbone}"),
-                      grid=_most_common([ds.shape[n] for n in ds.cohort]))
+                      grid=_most_common([ds.shape[n] for n in ds.cohort]), digests=digests,
+                      shapes=tuple(ds.shape[n] for n in ds.cohort), channels=ds.channels[ds.cohort[0]])
 
 
 def _fit_key(spec: SweepSpec, ident: dict, source: str | None, target: str, backbone: str, freeze: int | None,
@@ -185,10 +201,10 @@ def random_fit(spec: SweepSpec, ds: _Dataset, backbone: str, image: str, seed: i
     net = net_for(spec, backbone, spec.images.size or max(ds.shape[image]))
     lr = lr_for("random", backbone, spec.random_lr)
     ident = {"regime": "random", "net": key_hash(net), "lr": lr}
-    return FitTask(key=_fit_key(spec, ident, None, ds.name, backbone, None, image, seed), source=None, target=ds.name,
-                   target_path=ds.path, backbone=backbone, regime="random", depth="random", freeze=None, image=image,
-                   seed=seed, lr=lr, shape=ds.shape[image], channels=ds.channels[image], cohort_key=None, cohort_dir=None,
-                   net=net)
+    return FitTask(key=_fit_key(spec, ident, None, ds.name, backbone, None, ds.digest[image], seed), source=None,
+                   target=ds.name, target_path=ds.path, backbone=backbone, regime="random", depth="random", freeze=None,
+                   image=image, seed=seed, lr=lr, shape=ds.shape[image], channels=ds.channels[image], cohort_key=None,
+                   cohort_dir=None, net=net, image_digest=ds.digest[image])
 
 
 def transfer_fit(spec: SweepSpec, cohort: CohortTask, ds: _Dataset, freeze: int | None, image: str, seed: int) -> FitTask:
@@ -196,11 +212,13 @@ def transfer_fit(spec: SweepSpec, cohort: CohortTask, ds: _Dataset, freeze: int 
     spec = backbone_spec(spec, cohort.backbone)
     lr = lr_for("transfer", cohort.backbone, spec.train.lr)
     ident = {"regime": "transfer", "cohort": cohort.key, "lr": lr}
-    key = _fit_key(spec, ident, cohort.source, ds.name, cohort.backbone, freeze, image, seed)
+    if spec.reinit != "fresh":  # the default leaves keys as they were before the option existed
+        ident["reinit"] = spec.reinit
+    key = _fit_key(spec, ident, cohort.source, ds.name, cohort.backbone, freeze, ds.digest[image], seed)
     return FitTask(key=key, source=cohort.source, target=ds.name, target_path=ds.path, backbone=cohort.backbone,
                    regime="transfer", depth="none" if freeze is None else freeze, freeze=freeze, image=image, seed=seed,
                    lr=lr, shape=ds.shape[image], channels=ds.channels[image], cohort_key=cohort.key,
-                   cohort_dir=cohort.dir, net=None)
+                   cohort_dir=cohort.dir, net=None, image_digest=ds.digest[image])
 
 
 def regime_fits(spec: SweepSpec, ds: _Dataset, backbone: str, image: str, seed: int, depth: Depth,
