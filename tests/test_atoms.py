@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import numpy as np
@@ -238,7 +239,11 @@ def test_library_matches_cli_and_naive_reference(tmp_path):
     ref, _ = train_sae(h, cfg, progress=False)
     saved, meta = load_sae(lib / "saes" / "L2_n16_k2")
     assert torch.equal(saved.W_dec, ref.W_dec) and torch.equal(saved.W_enc, ref.W_enc)
-    assert meta == {"layer": 2, "member": 1, "image": "img1", "inr": str(inr.resolve()), "condition": "single-siren", "shape": [16, 16]}
+    # identities: the INR checkpoint's recorded digest; the image's = sha256 of dtype|shape|bytes of its (H, W, C) pixels
+    pix = np.ascontiguousarray(target.reshape(16, 16, -1).numpy())
+    img_digest = hashlib.sha256(f"<f4|{'x'.join(map(str, pix.shape))}|".encode() + pix.tobytes()).hexdigest()[:16]
+    assert meta == {"layer": 2, "member": 1, "image": "img1", "inr": str(inr.resolve()), "condition": "single-siren", "shape": [16, 16],
+                    "inr_sha256": json.loads((inr / "cfg.json").read_text())["model_sha256"], "image_digest": img_digest}
     diag, _, _ = diagnostics(stack, ref, 2, 1, coords, target, h=h)
     row = next(r for r in rows if r["layer"] == 2)
     assert {k: row[k] for k in diag} == diag and row["folder"] == "saes/L2_n16_k2"

@@ -127,7 +127,7 @@ class Steer:
     """'auto', 'cpu', 'cuda', 'cuda:N'."""
 
     def run(self) -> None:
-        from ..probes.decompose import MemberContext, SaeRun
+        from ..probes.decompose import MemberContext, SaeRun, current_saes, sae_digest
         from ..probes.sae import load_sae
         from ..probes.steer import check_edits, diff_map, steer_output, steer_psnr, to_image
         from ..store import atomic_write, atomic_write_json
@@ -138,7 +138,8 @@ class Steer:
         run.read_context()  # "not an SAE run folder" before anything else
         files = pick_sae(run, self.layer, self.n, self.k)
         edits = check_edits(edits, files.n)  # atom range, repeats, finite scales: before the member is loaded
-        ctx = MemberContext.from_run(run, self.device)
+        ctx = MemberContext.from_run(run, self.device)  # refused when the INR changed since the SAEs were trained
+        current_saes(run, [files], ctx, strict=True)  # and when this SAE was trained on an earlier INR
         sae, _ = load_sae(files.path, ctx.device)
         f2 = steer_output(ctx, sae, files.layer, edits)
         image = to_image(f2, ctx.shape).cpu().numpy()
@@ -159,7 +160,8 @@ class Steer:
         atomic_write_json(paths["record"], {"run": str(run.root), "condition": ctx.condition, "image": ctx.image, "layer": files.layer,
                                             "n": files.n, "k": files.k, "edits": [{"atom": j, "scale": a} for j, a in edits],
                                             "psnr_vs_inr": p_inr, "psnr_vs_image": p_img, "psnr_inr": p_base,
-                                            "diff_max": dmax, "diff_mean": float(diff.mean()) if diff.size else 0.0})
+                                            "diff_max": dmax, "diff_mean": float(diff.mean()) if diff.size else 0.0,
+                                            "inr_sha256": ctx.record.get("inr_sha256"), "sae_sha256": sae_digest(files)})
         print_table([{"layer": files.layer, "n": files.n, "k": files.k, "edits": edits_txt, "psnr_vs_inr": p_inr,  # inf: f′ = f
                       "psnr_vs_image": p_img, "psnr_inr": p_base, "diff_max": dmax}],
                     ["layer", "n", "k", "edits", "psnr_vs_inr", "psnr_vs_image", "psnr_inr", "diff_max"],

@@ -33,12 +33,13 @@ ATOMS_NAME = "atoms.safetensors"
 ABLATION_NAME = "ablation.safetensors"
 
 
-def save_tensors(tensors: dict[str, Tensor], path: str | os.PathLike) -> Path:
-    """safetensors file written to a temp name and renamed (readers never see half a file)."""
+def save_tensors(tensors: dict[str, Tensor], path: str | os.PathLike, metadata: dict[str, str] | None = None) -> Path:
+    """safetensors file written to a temp name and renamed (readers never see half a file); ``metadata``: the
+    file header's string metadata (e.g. the digests of the models the tensors came from)."""
     from ..store import atomic_write
 
     cpu = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
-    return atomic_write(path, lambda tmp: save_file(cpu, str(tmp)))
+    return atomic_write(path, lambda tmp: save_file(cpu, str(tmp), metadata=metadata))
 
 
 def load_tensors(path: str | os.PathLike) -> dict[str, Tensor]:

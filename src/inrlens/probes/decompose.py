@@ -20,6 +20,12 @@ C output channels; SAE with n atoms, k active per coordinate; see :mod:`inrlens.
 
 Every file name of an SAE run folder lives in :class:`SaeRun` (and :class:`SaeFiles` for one SAE); the
 layout is documented in docs/run-folder.md.
+
+Identities (:mod:`inrlens.identity`): context.json, every SAE's cfg.json and every row record the digest of the
+INR checkpoint (``inr_sha256``) and of the member's image (``image_digest``); atoms, steering and ablation files
+record the INR's and the SAE's digests (``sae_sha256`` = sha256 of sae.safetensors). When the INR has been
+retrained in place since, ``atoms`` / ``ablate`` / ``steer`` refuse the run with one line (its SAEs describe
+another network); SAEs trained on an earlier INR in a run retrained since are left out with a warning.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -36,6 +43,7 @@ import torch
 from torch import Tensor
 
 from ..config import DataConfig, TrainConfig, config_hash, from_dict, to_dict
+from ..identity import short
 from ..store import CONTEXT_NAME, RESULTS_NAME
 from .atoms import ABLATION_NAME, ATOMS_NAME, STATS_NAME
 from .sae import SAE_CFG, SAE_WEIGHTS, SAEConfig
@@ -66,7 +74,8 @@ class SaeFiles:
 
     @property
     def cfg(self) -> Path:
-        """cfg.json: {"sae": SAEConfig, "d": width, "meta": {layer, member, image, inr, condition, shape}}."""
+        """cfg.json: {"sae": SAEConfig, "d": width, "meta": {layer, member, image, inr, condition, shape, inr_sha256,
+        image_digest}}."""
         return self.path / SAE_CFG
 
     @property
@@ -134,17 +143,17 @@ class SaeRun:
     @property
     def context(self) -> Path:
         """context.json: how to rebuild the member (inr, images, member, image, data, condition, regime,
-        backbone, shape [H, W])."""
+        backbone, shape [H, W]) and the identities it had (inr_sha256, image_digest)."""
         return self.root / CONTEXT_NAME
 
     @property
     def results(self) -> Path:
-        """results.jsonl: one diagnostics row per SAE, key = hash(config, layer, n, k)."""
+        """results.jsonl: one diagnostics row per SAE, key = hash(config, layer, n, k, INR digest, image digest)."""
         return self.root / RESULTS_NAME
 
     @property
     def ablations(self) -> Path:
-        """ablations.jsonl: one row per ablated atom, key = hash(inr, image, layer, n, k, atom)."""
+        """ablations.jsonl: one row per ablated atom, key = hash(inr, image, layer, n, k, atom, INR and SAE digests)."""
         return self.root / ABLATIONS_NAME
 
     @property
@@ -185,17 +194,18 @@ class SaeRun:
         return json.loads(self.context.read_text())
 
     def read_results(self, layers: Sequence[int] = ()) -> list[dict[str, Any]]:
-        """results.jsonl rows ([] when absent); ``layers`` non-empty keeps only those layers."""
-        from ..store import read_rows
+        """results.jsonl rows ([] when absent) of the INR as it is now (stale rows of an INR retrained in place
+        since are left out: :func:`inrlens.identity.row_is_current`); ``layers`` non-empty keeps only those layers."""
+        from ..identity import read_current_rows
 
-        rows = read_rows(self.results) if self.results.exists() else []
+        rows = read_current_rows(self.results) if self.results.exists() else []
         return [r for r in rows if not layers or r["layer"] in layers]
 
     def read_ablations(self) -> list[dict[str, Any]]:
-        """ablations.jsonl rows ([] when absent)."""
-        from ..store import read_rows
+        """ablations.jsonl rows ([] when absent) of the INR and SAEs as they are now (stale rows left out)."""
+        from ..identity import read_current_rows
 
-        return read_rows(self.ablations) if self.ablations.exists() else []
+        return read_current_rows(self.ablations) if self.ablations.exists() else []
 
 
 def health_figure(figdir: str | Path, layer: int) -> Path:
@@ -210,6 +220,53 @@ def sae_stats_figure(figdir: str | Path) -> Path:
 
 def _as_run(run: str | Path | SaeRun) -> SaeRun:
     return run if isinstance(run, SaeRun) else SaeRun(run)
+
+
+IDENTITY_FIELDS = ("inr_sha256", "image_digest")
+"""Fields of context.json that name identities: in the rows' keys, not in the run's recorded config (so that run
+folders written before they existed still resume)."""
+
+
+def _inr_changed(run: SaeRun, rec: dict[str, Any], old: str, new: str, what: str = "these SAEs were") -> str:
+    images = " ".join(str(i) for i in rec.get("images", [])) or "IMAGES"
+    return (f"{run.root}: the INR changed since {what} trained (digest {short(old)} ≠ {short(new)}); rerun "
+            f"`inrlens sae {rec.get('inr', 'INR')} {images} --out {run.root} --overwrite`")
+
+
+def sae_digest(files: SaeFiles) -> str | None:
+    """sha256 of an SAE's weights file (None when it is missing)."""
+    from ..identity import file_sha256
+
+    try:
+        return file_sha256(files.weights)
+    except OSError:
+        return None
+
+
+def current_saes(run: str | Path | SaeRun, saes: Sequence[SaeFiles], ctx: MemberContext, strict: bool = False) -> list[SaeFiles]:
+    """The SAEs of ``saes`` trained on the INR as it is now (``ctx`` from :meth:`MemberContext.from_run`): an SAE
+    whose cfg.json records another INR digest is stale. strict: any stale SAE is a one-line ValueError; else stale
+    ones are left out with one warning, and a ValueError only when none is left. SAEs that record no digest
+    (written before digests were recorded) are kept."""
+    run = _as_run(run)
+    now = ctx.record.get("inr_sha256")
+    stale = []
+    for s in saes:
+        try:
+            old = json.loads(s.cfg.read_text()).get("meta", {}).get("inr_sha256")
+        except (OSError, ValueError, AttributeError):
+            old = None
+        if old and now and old != now:
+            stale.append((s, old))
+    if not stale:
+        return list(saes)
+    if strict or len(stale) == len(saes):
+        raise ValueError(_inr_changed(run, ctx.record, stale[0][1], now, f"the SAE {stale[0][0].name} was"))
+    warnings.warn(f"{run.root}: left out {len(stale)} SAE(s) trained on an earlier version of the INR "
+                  f"({', '.join(s.name for s, _ in stale[:4])}{' …' if len(stale) > 4 else ''}); retrain them with `inrlens sae`",
+                  stacklevel=3)
+    gone = {s.path for s, _ in stale}
+    return [s for s in saes if s.path not in gone]
 
 
 # ------------------------------------------------------------------------------------------- member
@@ -257,18 +314,28 @@ class MemberContext:
     @classmethod
     def from_run(cls, run_dir: str | Path | SaeRun, device: str | torch.device = "cpu") -> MemberContext:
         """Rebuild the member of an SAE run folder from its context.json (images are re-read)."""
+        from ..identity import checkpoint_digest
+
         run = _as_run(run_dir)
         rec = run.read_context()
         data = from_dict(DataConfig, rec.get("data") or {}, f"{run.context} data")
         dev = _device(device)
         stack, meta = _load_stack(rec["inr"], dev)
+        now = checkpoint_digest(rec["inr"])
+        if rec.get("inr_sha256") and now and rec["inr_sha256"] != now:
+            raise ValueError(_inr_changed(run, rec, rec["inr_sha256"], now))
         member = int(rec["member"])
         names = member_names(meta)
         want = names[member] if member < len(names) else rec.get("image")
         if rec.get("image") not in (None, want):
             raise ValueError(f"{run.context}: image {rec['image']!r} is not the image {want!r} of member {member} of {rec['inr']}")
         ctx = _build(stack, meta, member, tuple(rec["images"]), data, want, dev)
-        return replace(ctx, record=dict(rec))
+        digest = ctx.record["image_digest"]
+        if rec.get("image_digest") not in (None, digest):
+            warnings.warn(f"{run.root}: the pixels of image {ctx.image!r} changed since these SAEs were trained (digest "
+                          f"{short(rec['image_digest'])} ≠ {short(digest)}); PSNRs against the image use the new pixels",
+                          stacklevel=2)
+        return replace(ctx, record=dict(rec, inr_sha256=now or rec.get("inr_sha256"), image_digest=digest))
 
 
 def member_names(meta: dict[str, Any]) -> list[str]:
@@ -325,7 +392,8 @@ def _build(stack: Any, meta: dict[str, Any], member: int, images: tuple[str, ...
     coords = grid(*sig.shape, device=dev)
     acts = tuple(layer_acts(stack, coords, member))
     f = run_from(stack, acts[-1], stack.cfg.depth - 1, member)
-    return MemberContext(stack, meta, member, sig.name, tuple(sig.shape), coords, sig.targets().to(dev), acts, f, {})
+    return MemberContext(stack, meta, member, sig.name, tuple(sig.shape), coords, sig.targets().to(dev), acts, f,
+                         {"image_digest": sig.digest})
 
 
 def load_member(inr_dir: str | Path, images: Sequence[str | Path], member: int | str = 0, data: DataConfig | None = None,
@@ -339,8 +407,9 @@ def load_member(inr_dir: str | Path, images: Sequence[str | Path], member: int |
     this INR in tables and plots ('' = '<regime>-<backbone>').
     """
     dev = _device(device)
-    from ..data import is_source  # 'sample:…' / 'noise:…' are recorded as given, paths made absolute
     from ..config import key_dict  # the recorded data settings omit knobs added later while at their default
+    from ..data import is_source  # 'sample:…' / 'noise:…' are recorded as given, paths made absolute
+    from ..identity import checkpoint_digest
 
     stack, meta = _load_stack(inr_dir, dev)
     names = member_names(meta)
@@ -351,7 +420,8 @@ def load_member(inr_dir: str | Path, images: Sequence[str | Path], member: int |
     rec = {"inr": str(Path(inr_dir).resolve()),
            "images": [str(i) if is_source(i) else str(Path(i).resolve()) for i in images],
            "member": idx, "image": ctx.image, "data": key_dict(data), "condition": condition or f"{regime}-{stack.cfg.backbone}",
-           "regime": regime, "backbone": stack.cfg.backbone, "shape": list(ctx.shape)}
+           "regime": regime, "backbone": stack.cfg.backbone, "shape": list(ctx.shape),
+           "inr_sha256": checkpoint_digest(inr_dir), "image_digest": ctx.record["image_digest"]}
     return replace(ctx, record=rec)
 
 
@@ -376,17 +446,20 @@ def decompose(ctx: MemberContext, layers: Sequence[int], sae: SAEConfig, combos:
     and append one diagnostics row per SAE to ``out``/results.jsonl.
 
     layers: hidden layers (empty = 0..L−1); combos: (n, k) pairs (empty = (sae.n, sae.k)), each trained with
-    ``replace(sae, n=n, k=k)``. Resumable: a row's key is hash(config, ℓ, n, k) with config = hash of
-    {"cmd": "sae", "context": ctx.record, "sae": sae}; keys already in results.jsonl are skipped. A folder that
-    holds another run's config is refused unless resume/overwrite (store.prepare_run).
+    ``replace(sae, n=n, k=k)``. Resumable: a row's key is hash(config, ℓ, n, k, INR digest, image digest) with
+    config = hash of {"cmd": "sae", "context": ctx.record less its identity fields, "sae": sae}; keys already in
+    results.jsonl are skipped, so SAEs of an INR retrained in place since are trained again. A folder that holds
+    another run's config is refused unless resume/overwrite (store.prepare_run); an overwrite moves the replaced
+    config's results.jsonl and ablations.jsonl aside (:func:`inrlens.identity.prepare_fresh`).
 
-    Row: key, config, condition, regime, backbone, inr, image, member, layer, n, k, width, sae (the config), the
+    Row: key, config, condition, regime, backbone, inr, inr_sha256, image, image_digest, member, layer, n, k, width, sae (the config), the
     diagnostics of probes.sae.diagnostics (r2 = 1 − FVU(h, ĥ), psnr_inr, psnr_sub, psnr_sub_vs_inr, alive_pct,
     dead_pct, rho), final_fvu, train_dead_pct, seconds, runtime, folder (relative to ``out``).
     Returns the rows trained by this call (not the skipped ones).
     """
     from ..fit import runtime_info
-    from ..store import append_row, atomic_write_json, done_keys, prepare_run
+    from ..identity import prepare_fresh
+    from ..store import append_row, atomic_write_json, done_keys
     from .atoms import save_stats
     from .sae import diagnostics, save_sae, train_sae
 
@@ -398,8 +471,9 @@ def decompose(ctx: MemberContext, layers: Sequence[int], sae: SAEConfig, combos:
     for n, k in combos:
         replace(sae, n=n, k=k).validate()
     rec = ctx.record
-    conf = {"cmd": "sae", "context": rec, "sae": sae}
-    run = SaeRun(prepare_run(out, conf, resume, overwrite))
+    ident = {k: rec.get(k) for k in IDENTITY_FIELDS}
+    conf = {"cmd": "sae", "context": {k: v for k, v in rec.items() if k not in IDENTITY_FIELDS}, "sae": sae}
+    run = SaeRun(prepare_fresh(out, conf, resume, overwrite, files=(RESULTS_NAME, ABLATIONS_NAME)))
     atomic_write_json(run.context, rec)
     done = done_keys(run.results)
     chash = config_hash(conf)
@@ -408,7 +482,8 @@ def decompose(ctx: MemberContext, layers: Sequence[int], sae: SAEConfig, combos:
     rows = []
     for ell in list(layers) or list(range(L)):
         for n, k in combos:
-            key = config_hash({"config": chash, "layer": ell, "n": n, "k": k})
+            key = config_hash({"config": chash, "layer": ell, "n": n, "k": k, "inr": ident["inr_sha256"],
+                               "image": ident["image_digest"]})
             if key in done:
                 continue
             cfg = replace(sae, n=n, k=k)
@@ -417,10 +492,10 @@ def decompose(ctx: MemberContext, layers: Sequence[int], sae: SAEConfig, combos:
             diag, stats, _ = diagnostics(stack, model, ell, member, ctx.coords, ctx.target, h=h)
             files = run.sae(ell, n, k)
             save_sae(model, files.path, {"layer": ell, "member": member, "image": ctx.image, "inr": rec["inr"],
-                                         "condition": cond, "shape": list(ctx.shape)})
+                                         "condition": cond, "shape": list(ctx.shape), **ident})
             save_stats(stats, files.path)
             row = {"key": key, "config": chash, "condition": cond, "regime": rec["regime"], "backbone": stack.cfg.backbone,
-                   "inr": rec["inr"], "image": ctx.image, "member": member, "layer": ell, "n": n, "k": k,
+                   "inr": rec["inr"], "image": ctx.image, **ident, "member": member, "layer": ell, "n": n, "k": k,
                    "width": stack.cfg.width, "sae": to_dict(cfg), **diag, "final_fvu": log.fvu[-1] if log.fvu else math.nan,
                    "train_dead_pct": 100.0 * log.dead_frac[-1] if log.dead_frac else math.nan, "seconds": log.seconds,
                    "runtime": runtime, "folder": str(files.path.relative_to(run.root))}
@@ -451,6 +526,13 @@ class AtomMaps:
     @property
     def layer(self) -> int:
         return self.files.layer
+
+
+def _file_identity(ctx: MemberContext, files: SaeFiles) -> dict[str, str]:
+    """What the header of an atoms / steering / ablation file records: the INR's, the SAE's and the image's digests."""
+    ident = {"inr_sha256": ctx.record.get("inr_sha256"), "sae_sha256": sae_digest(files),
+             "image_digest": ctx.record.get("image_digest")}
+    return {k: str(v) for k, v in ident.items() if v}
 
 
 def _saes_or_fail(run: SaeRun, layers: Sequence[int], what: str) -> list[SaeFiles]:
@@ -493,8 +575,8 @@ def atom_maps_for(run: str | Path | SaeRun, top: int = 16, layers: Sequence[int]
         if not math.isfinite(float(a)):
             raise ValueError(f"steering scale {a} is not a finite number")
     run = _as_run(run)
-    ctx = MemberContext.from_run(run, device)
-    saes = _saes_or_fail(run, layers, " for the requested layers" if layers else "")
+    ctx = MemberContext.from_run(run, device)  # refused when the INR changed since the SAEs were trained
+    saes = current_saes(run, _saes_or_fail(run, layers, " for the requested layers" if layers else ""), ctx)
     feats = member_features(ctx.target, ctx.shape, ctx.record)  # once per run: the member's image, coordinates (+ MRI tissues)
     out = []
     for s in saes:
@@ -503,14 +585,15 @@ def atom_maps_for(run: str | Path | SaeRun, top: int = 16, layers: Sequence[int]
         codes = model.codes(ctx.acts[s.layer])
         ids = order[: min(top, s.n)]
         maps = atom_maps(codes, ids, ctx.shape)  # (m, H, W)
+        ident = _file_identity(ctx, s)
         save_tensors({"atom": ids, "maps": maps.half(), "firing_rate": stats.firing_rate[ids], "mean_act": stats.mean_act[ids],
-                      "mean_top": maps.mean(0).float()}, s.atoms)
+                      "mean_top": maps.mean(0).float()}, s.atoms, ident)
         atomic_write_json(s.semantics, semantics_for(feats, ids.tolist(), maps, {
             "condition": ctx.condition, "image": ctx.image, "layer": s.layer, "n": s.n, "k": s.k, "shape": list(ctx.shape)}))
         renders = None
         if scales and steer_top:
             renders = steer_renders(ctx, model, s.layer, ids[:steer_top].tolist(), scales, codes)
-            save_tensors(renders, s.steer)
+            save_tensors(renders, s.steer, ident)
         else:
             s.steer.unlink(missing_ok=True)
         out.append(AtomMaps(ctx.condition, s, ids, maps.cpu(), stats.firing_rate, stats.mean_act, renders))
@@ -560,7 +643,9 @@ def ablate_atoms(run: str | Path | SaeRun, layers: Sequence[int] = (2,), top: in
     layer with an SAE), one at a time: h' = h_ℓ − z_j d_j, f' = rest of the member's network applied to h'
     (probes.atoms.ablate). Writes ablation.safetensors per SAE (atom (a,) int64, err_maps (a, H, W) float16,
     psnr_drop, locality, region_frac, psnr_after (a,) float32) and appends one row per atom to
-    ablations.jsonl (key = hash(inr, image, layer, n, k, atom); a rerun recomputes but adds no duplicate)."""
+    ablations.jsonl (key = hash(inr, image, layer, n, k, atom, inr_sha256, sae_sha256); a rerun recomputes but adds
+    no duplicate; an SAE retrained since gets new rows). The files record the INR's and the SAE's digests; an INR
+    changed since the SAEs were trained is refused (:meth:`MemberContext.from_run`, :func:`current_saes`)."""
     from ..store import acquire_run_lock, append_row, done_keys
     from .atoms import ablate, atom_maps, load_stats, save_tensors
     from .sae import load_sae
@@ -568,12 +653,13 @@ def ablate_atoms(run: str | Path | SaeRun, layers: Sequence[int] = (2,), top: in
     if top < 1:
         raise ValueError("--top must be >= 1")
     run = _as_run(run)
-    ctx = MemberContext.from_run(run, device)
+    ctx = MemberContext.from_run(run, device)  # refused when the INR changed since the SAEs were trained
     saes = run.saes(layers)
     if not saes:
         where = (f" at layer(s) {', '.join(map(str, layers))}; use --all-layers or train them" if layers
                  else "; train them with `inrlens sae`")
         raise FileNotFoundError(f"{run.root}: no SAEs{where}")
+    saes = current_saes(run, saes, ctx)
     cond = ctx.condition
     acquire_run_lock(run.root)  # writes into the run folder: one writer, as store.prepare_run (held until exit)
     done = done_keys(run.ablations)
@@ -589,13 +675,15 @@ def ablate_atoms(run: str | Path | SaeRun, layers: Sequence[int] = (2,), top: in
         err = torch.stack([r.err_map.reshape(H, W) for r in res])
         vec = {a: torch.tensor([getattr(r, a) for r in res], dtype=torch.float32)
                for a in ("psnr_drop", "locality", "region_frac", "psnr_after")}
-        save_tensors({"atom": torch.tensor(atoms), "err_maps": err.half(), **vec}, s.ablation)
+        ident = _file_identity(ctx, s)
+        save_tensors({"atom": torch.tensor(atoms), "err_maps": err.half(), **vec}, s.ablation, ident)
         rows = []
         for j, r in zip(atoms, res):
             row = {"condition": cond, "layer": s.layer, "n": s.n, "k": s.k, "atom": j, "psnr_drop": r.psnr_drop, "psnr_after": r.psnr_after,
                    "locality": r.locality, "region_frac": r.region_frac, "image": ctx.image, "inr": ctx.record["inr"],
-                   "figure": str(s.ablation_figure)}
-            row["key"] = config_hash({k2: row[k2] for k2 in ("inr", "image", "layer", "n", "k", "atom")})
+                   "figure": str(s.ablation_figure), "folder": str(s.path.relative_to(run.root)),
+                   "inr_sha256": ident.get("inr_sha256"), "sae_sha256": ident.get("sae_sha256")}
+            row["key"] = config_hash({k2: row[k2] for k2 in ("inr", "image", "layer", "n", "k", "atom", "inr_sha256", "sae_sha256")})
             if row["key"] not in done:
                 append_row(run.ablations, row)
                 done.add(row["key"])
@@ -606,4 +694,5 @@ def ablate_atoms(run: str | Path | SaeRun, layers: Sequence[int] = (2,), top: in
 
 
 __all__ = ["SaeRun", "SaeFiles", "MemberContext", "load_member", "member_names", "pick_member", "sweep_combos", "decompose",
+           "current_saes", "sae_digest", "IDENTITY_FIELDS",
            "AtomMaps", "atom_maps_for", "AtomAblations", "Ablations", "ablate_atoms", "health_figure", "sae_stats_figure"]
