@@ -119,7 +119,8 @@ class TrainConfig:
     log_every: int = 10
     """Record the PSNR curve every this many steps (the last step is always recorded)."""
     target_psnr: float | None = None
-    """Stop early once the mean PSNR over members reaches this (dB); None = never (cohort: 30 [paper])."""
+    """Stop early once the members' PSNR, read as ``stop_metric`` says, reaches this (dB); None = never, run all
+    steps (cohort: 30 [paper])."""
     tf32: bool = False
     """Allow TF32 matmuls on CUDA (recorded with every result). Ignored on CPU."""
     compile: bool = False
@@ -133,6 +134,12 @@ class TrainConfig:
     interrupted cohort resumes from it ('inrlens cohort --resume', a rerun sweep) instead of step 0; None = about
     once a minute of training. Single and transfer fits write none. Not part of result keys: a resumed cohort
     equals an uninterrupted one (docs/run-folder.md)."""
+    stop_metric: Literal["mean_psnr", "summed_mse_psnr"] = "mean_psnr"
+    """What ``target_psnr`` is compared with: 'mean_psnr', the mean over members of each member's PSNR [paper:
+    "cohort PSNR"]; 'summed_mse_psnr', 10·log10(4 / Σᵢ MSEᵢ) of the members' summed MSE on [-1, 1] pixels, the
+    cohort "PSNR" some STRAINER-derived code logs, which reads at most mean_psnr − 10·log10(N) for N members
+    (exactly that when all MSEs are equal), so its 30 dB stop comes ≥ 10 dB later for N = 10 [STRAINER forks].
+    Only members whose loss is finite count. Ignored when target_psnr is None (docs/protocol.md)."""
 
     NON_RESULT: ClassVar[frozenset[str]] = frozenset({"checkpoint_every"})
     """Fields that never change a result, left out of keys and recorded run configs (see :func:`key_dict`)."""
@@ -149,6 +156,8 @@ class TrainConfig:
             raise ValueError(f"lr must be a finite number > 0, got {self.lr}")
         if self.target_psnr is not None and not (-float("inf") < self.target_psnr < float("inf")):
             raise ValueError(f"target_psnr must be a finite number (dB), got {self.target_psnr}")
+        if self.stop_metric not in ("mean_psnr", "summed_mse_psnr"):
+            raise ValueError(f"stop_metric must be 'mean_psnr' or 'summed_mse_psnr', got {self.stop_metric!r}")
 
 
 @dataclass(frozen=True)

@@ -278,6 +278,27 @@ def caches_prefix(stack: Stack, start: int) -> bool:
     return not (start == 0 and stack.encoding_params())
 
 
+def stop_psnr(mse: Tensor, alive: Tensor, metric: str = "mean_psnr") -> float:
+    """The PSNR (dB) a target-PSNR stop compares with, from the members' MSEs on [-1, 1] pixels (``mse`` (B,))
+    over the members still ``alive`` (NaN when none is): 'mean_psnr' = mean_i psnr_from_pm1_mse(MSE_i);
+    'summed_mse_psnr' = psnr_from_pm1_mse(Σ_i MSE_i) = 10·log10(4 / Σ_i MSE_i) (``TrainConfig.stop_metric``)."""
+    m = torch.as_tensor(mse, dtype=torch.float64)[torch.as_tensor(alive, dtype=torch.bool)]
+    if not m.numel():
+        return math.nan
+    if metric == "mean_psnr":
+        return float(psnr_from_pm1_mse(m).mean())
+    if metric == "summed_mse_psnr":
+        return float(psnr_from_pm1_mse(m.sum()))
+    raise ValueError(f"unknown stop metric {metric!r}; use 'mean_psnr' or 'summed_mse_psnr'")
+
+
+def reached_target(mse: Tensor, alive: Tensor, train_cfg: TrainConfig) -> bool:
+    """Whether the target-PSNR stop of ``train_cfg`` fires on these member MSEs (never when target_psnr is None)."""
+    if train_cfg.target_psnr is None:
+        return False
+    return stop_psnr(mse, alive, train_cfg.stop_metric) >= train_cfg.target_psnr
+
+
 def train(
     stack: Stack,
     groups: Sequence[Group],
@@ -370,7 +391,7 @@ def train(
                 bar.set_postfix(psnr=f"{mean_psnr:.2f}", refresh=False)
             if not bool(alive.any()):
                 break
-            if train_cfg.target_psnr is not None and mean_psnr >= train_cfg.target_psnr:
+            if train_cfg.target_psnr is not None and reached_target(mse.detach().cpu(), alive.cpu(), train_cfg):
                 break
         if bar is not None:
             bar.update(1)
@@ -548,6 +569,9 @@ def fit_cohort(signals: Sequence[Signal], net: NetConfig, train_cfg: TrainConfig
     if len({s.channels for s in signals}) != 1:
         raise ValueError("fit_cohort: signals mix channel counts; harmonise them first (DataConfig.channels)")
     device = resolve_device(train_cfg.device)
+    from .memory import check_cohort
+
+    check_cohort(net, [s.shape for s in signals], signals[0].channels, device=device)  # one stack: before any allocation
     set_precision(train_cfg.tf32)
     stack = cohort_stack(net, signals[0].channels, len(signals), seed).to(device)
     groups = _groups_for(signals, device)
@@ -574,11 +598,13 @@ def fit_cohort(signals: Sequence[Signal], net: NetConfig, train_cfg: TrainConfig
 
 def fit_transfer(encoder: Stack, signals: Sequence[Signal], freeze: int | None, train_cfg: TrainConfig,
                  seeds: Sequence[int] = (0,), progress: bool = True, with_lpips: bool = True,
-                 use_prefix_cache: bool = True, chunk: int | None = None) -> tuple[Stack, FitResult, list[MemberResult]]:
+                 use_prefix_cache: bool = True, chunk: int | None = None,
+                 reinit: str = "fresh") -> tuple[Stack, FitResult, list[MemberResult]]:
     """Freeze-k test-time fit of every (signal × seed) from a cohort encoder; freeze=None is the no-freeze
     baseline. Trains only layers > k (all, and a trainable encoding, for None); lr defaults to
     ``rules.lr_for("transfer", …)``. Members are trained in stacks of ``chunk`` (None = from the memory
-    budget), as in :func:`fit_single`."""
+    budget), as in :func:`fit_single`. ``reinit``: how the re-initialised layers are drawn
+    (:func:`inrlens.nets.transfer_stack`; 'fresh' by default)."""
     _check_same_shape(signals, "fit_transfer")
     device = resolve_device(train_cfg.device)
     set_precision(train_cfg.tf32)
@@ -591,12 +617,16 @@ def fit_transfer(encoder: Stack, signals: Sequence[Signal], freeze: int | None, 
     L = encoder.cfg.depth
     if freeze is not None and not (0 <= freeze < L):  # before sizing chunks: same message as transfer_stack
         raise ValueError(f"freeze depth must be in 0..{L - 1} (or None for no freeze), got {freeze}")
+    from .nets import REINIT_CHOICES
+
+    if reinit not in REINIT_CHOICES:
+        raise ValueError(f"reinit must be one of {', '.join(map(repr, REINIT_CHOICES))}, got {reinit!r}")
     cap = _chunk_size(encoder.cfg, signals[0], start, device, n, chunk)
     enc = encoder  # transfer_stack copies what it needs; never move the caller's encoder (nn.Module.cpu is in place)
     parts = []
     for lo in range(0, n, cap):
         ids = list(range(lo, min(n, lo + cap)))
-        stack = transfer_stack(enc, freeze, [member_seeds[i] for i in ids], signals[0].channels).to(device)
+        stack = transfer_stack(enc, freeze, [member_seeds[i] for i in ids], signals[0].channels, reinit).to(device)
         groups = [_chunk_group(signals, ids, len(seeds), device)]
         fr = train(stack, groups, train_cfg, start=start, lr=lr, desc=f"transfer k={tag}", progress=progress,
                    use_prefix_cache=use_prefix_cache)

@@ -63,15 +63,21 @@ def layer_dims(cfg: NetConfig, out_features: int) -> list[tuple[int, int]]:
     return dims + [(cfg.width, out_features)]
 
 
-def draw_init(cfg: NetConfig, out_features: int, seed: int) -> Init:
+def draw_init(cfg: NetConfig, out_features: int, seed: int, first_rule_at: int | None = None) -> Init:
     """Draw one INR's parameters from its own generator: the encoding tensors first, then W₀, b₀, …, W_L, b_L,
-    each layer from the backbone's :meth:`~inrlens.backbones.Backbone.init_layer` (init ranges documented there)."""
+    each layer from the backbone's :meth:`~inrlens.backbones.Backbone.init_layer` (init ranges documented there).
+
+    ``first_rule_at`` = ℓ (a hidden layer ≥ 1): layer ℓ is drawn, at its place in the sequence and at its own
+    fan-in, by the backbone's first-layer rule (``init_layer`` with index 0) instead of its own (SIREN:
+    W ~ U(±1/fan_in) instead of U(±√(6/fan_in)/ω₀); the same number of draws, so the other layers are unchanged)."""
     bb = get_backbone(cfg.backbone)
     g = torch.Generator().manual_seed(int(seed))
     encoding = dict(bb.draw_encoding(cfg, g))
     weights, biases = [], []
+    if first_rule_at is not None and not 1 <= first_rule_at < cfg.depth:
+        raise ValueError(f"first_rule_at must be a hidden layer in 1..{cfg.depth - 1}, got {first_rule_at}")
     for ell, (fan_in, fan_out) in enumerate(layer_dims(cfg, out_features)):
-        w, b = bb.init_layer(cfg, ell, fan_in, fan_out, g)
+        w, b = bb.init_layer(cfg, 0 if ell == first_rule_at else ell, fan_in, fan_out, g)
         if tuple(w.shape) != (fan_in, fan_out) or tuple(b.shape) != (1, fan_out):
             raise ValueError(f"backbone {bb.name!r}: init_layer({ell}) returned shapes {tuple(w.shape)}, {tuple(b.shape)}; "
                              f"expected ({fan_in}, {fan_out}) and (1, {fan_out})")
@@ -250,7 +256,12 @@ def cohort_stack(cfg: NetConfig, out_features: int, n_heads: int, seed: int) -> 
     return Stack(cfg, out_features, encoding, ws, bs)
 
 
-def transfer_stack(encoder: Stack, freeze: int | None, seeds: Sequence[int], out_features: int) -> Stack:
+REINIT_CHOICES = ("fresh", "first_layer_rule")
+"""How :func:`transfer_stack` draws the re-initialised layers of a freeze-k transfer (docs/protocol.md)."""
+
+
+def transfer_stack(encoder: Stack, freeze: int | None, seeds: Sequence[int], out_features: int,
+                   reinit: str = "fresh") -> Stack:
     """Test-time model from a cohort encoder.
 
     freeze = k ∈ 0..L−1: layers 0..k are the cohort's (shared, B_ℓ = 1, to be frozen), layers k+1..L−1 and
@@ -259,18 +270,27 @@ def transfer_stack(encoder: Stack, freeze: int | None, seeds: Sequence[int], out
     Encoding tensors are always the cohort's: a fixed encoding (FFMLP's Fourier matrix) and a trainable one
     under freeze k ≥ 0 are shared (B_f = 1); a trainable one under no-freeze is copied per member (it trains
     with layer 0).
+
+    ``reinit``: 'fresh' (default) draws each re-initialised layer ℓ as layer ℓ of a random init with the
+    member's seed. 'first_layer_rule' draws the first re-initialised hidden layer k+1 (when k ≤ L−2) by the
+    backbone's first-layer rule at its fan-in instead (:func:`draw_init` ``first_rule_at``), as STRAINER's public
+    code builds a decoder (its first layer is a SIREN first layer); later layers and the head as 'fresh', and
+    no-freeze and k = L−1 are unchanged. The layer still runs at the hidden ω₀.
     """
     cfg = encoder.cfg
     L = cfg.depth
     if freeze is not None and not (0 <= freeze < L):
         raise ValueError(f"freeze depth must be in 0..{L - 1} (or None for no freeze), got {freeze}")
+    if reinit not in REINIT_CHOICES:
+        raise ValueError(f"reinit must be one of {', '.join(map(repr, REINIT_CHOICES))}, got {reinit!r}")
     for ell in range(L):
         if encoder.weights[ell].shape[0] != 1:
             raise ValueError("transfer needs an encoder whose hidden layers are shared (a cohort stack)")
     for name, t in encoder.encoding.items():
         if t.shape[0] != 1:
             raise ValueError(f"transfer needs an encoder whose encoding is shared (a cohort stack); {name!r} has {t.shape[0]} members")
-    inits = [draw_init(cfg, out_features, s) for s in seeds]
+    first = freeze + 1 if reinit == "first_layer_rule" and freeze is not None and freeze + 1 < L else None
+    inits = [draw_init(cfg, out_features, s, first) for s in seeds]
     B = len(seeds)
     ws, bs = [], []
     for ell in range(L + 1):

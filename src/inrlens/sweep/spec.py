@@ -106,6 +106,10 @@ class SweepSpec:
     """Per-backbone settings that replace the sweep's for one backbone (width, ff_features, steps, lr,
     cohort_steps, cohort_lr, random_lr; :class:`BackboneSettings`), e.g. ``{ffmlp = {lr = 1e-3}}``; None = the
     same settings for every backbone. Given in sweep files and presets (not as a flag)."""
+    reinit: Literal["fresh", "first_layer_rule"] = "fresh"
+    """How a freeze-k fit draws its re-initialised layers: 'fresh', each as that layer of a random init
+    [paper]; 'first_layer_rule', the first one (layer k+1) by the first-layer init rule (SIREN: U(±1/width)), as
+    STRAINER's public code builds a decoder [STRAINER code] (docs/protocol.md)."""
 
     def __post_init__(self) -> None:
         from ..backbones import backbone_names
