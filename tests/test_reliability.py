@@ -256,11 +256,14 @@ def test_output_folder_of_a_different_run_is_refused(tmp_path, capsys, prior_run
     # same config without --resume or with it: nothing to redo, results untouched
     assert main([*argv, "--train.steps", "3", "--resume"]) == 0
     assert digest(prior_run) == before
-    # --overwrite: the new config is recorded, old rows are kept and new ones appended (never deleted)
+    # --overwrite: the new config is recorded; the old config's rows are moved aside, byte for byte (never deleted),
+    # so that they do not mix with the new ones (docs/run-folder.md, "Identities")
     old = (prior_run / "results.jsonl").read_bytes()
     assert main([*argv, "--train.steps", "5", "--overwrite"]) == 0
     new = (prior_run / "results.jsonl").read_bytes()
-    assert new.startswith(old) and len(new.splitlines()) == 4
+    moved = sorted(prior_run.glob("results.jsonl.replaced-*"))
+    assert len(moved) == 1 and moved[0].read_bytes() == old and len(old.splitlines()) == 2
+    assert len(new.splitlines()) == 2 and all(json.loads(ln)["train"]["steps"] == 5 for ln in new.splitlines())
     assert json.loads((prior_run / "run.json").read_text())["train"]["steps"] == 5
     # a file where the folder should be
     (tmp_path / "afile").write_text("x")
