@@ -3,13 +3,14 @@
 from pathlib import Path as _Path
 
 
-def write_report(run_dir, out=None, analogues=None) -> list[_Path]:
+def write_report(run_dir, out=None, analogues=None, noise=()) -> list[_Path]:
     """Freeze-study tables (Markdown + LaTeX), figures (PNG + PDF) and summary.json from a run's results.
 
     run_dir: a sweep folder (its results/ is read) or any folder / file of result JSONL rows.
     out: where to write (default run_dir/report). analogues: {target: paper dataset} for the regime check in
-    summary.json (:func:`inrlens.stats.paper_name`). Returns the written paths. Raises FileNotFoundError when no
-    fit rows are found.
+    summary.json (:func:`inrlens.stats.paper_name`). noise: sources whose encoders were trained on noise, besides
+    those the cohort rows or the sweep's run.json mark (Table 1 marks them; noise_vs_image.md/.tex compares them
+    with the image sources). Returns the written paths. Raises FileNotFoundError when no fit rows are found.
     """
     from ..identity import read_current_rows
     from ..store import REPORT_DIR, RESULTS_DIR, atomic_write_json, atomic_write_text
@@ -20,13 +21,16 @@ def write_report(run_dir, out=None, analogues=None) -> list[_Path]:
         raise FileNotFoundError(f"{run_dir}: no such run folder")
     src = run_dir / RESULTS_DIR if (run_dir / RESULTS_DIR).is_dir() else run_dir
     rows = read_current_rows(src)  # without stale rows (of a cohort replaced since): inrlens.identity
-    summary = tables.summarise(rows, analogues)
+    summary = tables.summarise(rows, analogues, noise=[*noise, *tables.sweep_noise_sources(run_dir)])
     if not summary["table1"]:
         raise FileNotFoundError(f"{run_dir}: no freeze-sweep result rows found")
     out = _Path(out) if out is not None else (run_dir if run_dir.is_dir() else run_dir.parent) / REPORT_DIR
     out.mkdir(parents=True, exist_ok=True)
     written = []
-    for name, fn in (("table1", tables.table1), ("predictions", tables.predictions_table), ("per_combination", tables.combo_tables)):
+    named = [("table1", tables.table1), ("predictions", tables.predictions_table), ("per_combination", tables.combo_tables)]
+    if summary["noise_vs_image"]:
+        named.append(("noise_vs_image", tables.noise_table))
+    for name, fn in named:
         for ext, latex in ((".md", False), (".tex", True)):
             p = out / f"{name}{ext}"
             atomic_write_text(p, fn(summary, latex=latex))
@@ -37,4 +41,5 @@ def write_report(run_dir, out=None, analogues=None) -> list[_Path]:
     for b in dict.fromkeys(r["backbone"] for r in summary["table1"]):
         written += figures.freeze_sweep(summary, b, out)
         written += figures.rank_profiles(summary, b, out)
+    written += figures.freeze_backbones(summary, out)  # every backbone side by side
     return written

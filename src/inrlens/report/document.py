@@ -136,9 +136,9 @@ def _depths(summary: dict[str, Any], b: str, s: str, t: str) -> list[int]:
 # ------------------------------------------------------------------------------------------- F1–F3
 def finding_f1(summary: dict[str, Any]) -> Finding:
     claim = "best freeze depth k = 1 for SIREN and k = 0 for FFMLP, for every source and target"
-    t1 = [r for r in summary.get("table1", []) if r.get("best_k") is not None]
+    t1 = [r for r in summary.get("table1", []) if r.get("best_k") is not None and r["backbone"] in PAPER_K]  # the paper's backbones
     if not t1:
-        return Finding("F1", claim, "no freeze-sweep results", "not measured")
+        return Finding("F1", claim, "no freeze-sweep results of SIREN or FFMLP", "not measured")
     parts, n_ag, n_dis, n = [], 0, 0, 0
     for b in dict.fromkeys(r["backbone"] for r in t1):
         rs = [r for r in t1 if r["backbone"] == b]
@@ -157,9 +157,9 @@ def finding_f2(summary: dict[str, Any]) -> Finding:
     from .tables import PREDICTORS, predictor_counts
 
     claim = "argmax sr(W) equals the best depth in 6/6 (source, backbone) configurations; argmax sr(H) in 4/6"
-    preds = [p for p in summary.get("predictions", []) if p.get("empirical_k") is not None]
+    preds = [p for p in summary.get("predictions", []) if p.get("empirical_k") is not None and p["backbone"] in PAPER_K]
     if not preds:
-        return Finding("F2", claim, "no stable-rank profiles with sweep results", "not measured")
+        return Finding("F2", claim, "no stable-rank profiles of SIREN or FFMLP with sweep results", "not measured")
     cnt = predictor_counts(preds)
     n = len(preds)
     short = {"w": "sr(W)", "h": "sr(H)", "hc": "sr(H) centred", "d": "Δsr"}
@@ -254,6 +254,8 @@ def finding_f3(summary: dict[str, Any]) -> Finding:
     stats, U = summary.get("stats", {}), summary.get("units", {})
     per_b: dict[str, tuple[list[float], list[float], list[np.ndarray]]] = {}
     for r in summary.get("table1", []):
+        if r["backbone"] not in PAPER_K:  # other backbones: section "Beyond the paper"
+            continue
         k = kw.get((r["source"], r["backbone"]))
         pre = f"{r['backbone']}|{r['source']}|{r['target']}|"
         st = stats.get(f"{pre}{k}") if k is not None else None
@@ -292,9 +294,16 @@ def finding_f3(summary: dict[str, Any]) -> Finding:
 
 # ------------------------------------------------------------------------------------------- F4–F5
 def _backbone_of(row: dict[str, Any], cond_bb: dict[str, str]) -> str | None:
+    """A SAE or ablation row's backbone: its field, its condition's (from SAE rows), or the registered backbone its
+    condition names (:func:`inrlens.report.tables.backbone_in`)."""
+    from .tables import backbone_in
+
     b = row.get("backbone") or cond_bb.get(str(row.get("condition")))
     if b:
         return str(b)
+    b = backbone_in(row.get("condition"))
+    if b:
+        return b
     m = re.search(r"(siren|ffmlp)", str(row.get("condition", "")))
     return m.group(1) if m else None
 
@@ -371,6 +380,331 @@ def findings_markdown(fs: Sequence[Finding]) -> str:
 def findings_text(fs: Sequence[Finding]) -> str:
     """Plain text for the terminal."""
     return "\n".join(f"{f.id} [{f.verdict}] {f.measured}\n    paper: {f.claim}" for f in fs)
+
+
+# ------------------------------------------------------------------------------------------- beyond the paper
+PLATEAU_MAX_K = 2
+"""The paper's SIREN plateau range, k ≤ 2 [paper]: the per-layer change that tells a plateau from a loss per
+frozen layer is measured over the depths k ≤ 2 below L−1 (:func:`backbone_measures`)."""
+PAPER_BACKBONES = tuple(PAPER_K)
+"""The backbones the paper's findings are about; every other one is reported under "Beyond the paper"."""
+_LIKE = {"freeze": {"SIREN": "SIREN's plateau", "FFMLP": "FFMLP's loss per frozen layer"},
+         "atoms": {"SIREN": "SIREN's localised atoms", "FFMLP": "FFMLP's image-spanning atoms",
+                   "neither": "neither (between SIREN's and FFMLP's)"},
+         "ablations": {"SIREN": "SIREN's local errors", "FFMLP": "FFMLP's image-wide errors",
+                       "neither": "neither (between SIREN's and FFMLP's)"}}
+
+BEYOND_TEXT = (
+    "The paper's findings are about SIREN and FFMLP (above). For every other backbone in this run, the same "
+    "measurements with the same intervals: the best-k set per source → target pair and over all pairs (paired per fit, "
+    "pairs as strata), the paired gain of k* = argmax sr(W) over no freeze (as F3; matches when above "
+    f"−{MATCH_TOL_DB:g} dB), the PSNR change per extra frozen layer over k ≤ {PLATEAU_MAX_K} below k = L−1 (a "
+    "least-squares slope per fit over those depths, averaged over pairs with a stratified interval), the drop from k = 1 "
+    f"to k = L−1 (collapses when the interval is below −{MATCH_TOL_DB:g} dB), the stable-rank predictors' agreement "
+    "counts (as F2), and, where SAE and ablation rows exist, ρ and dead % per layer and the ablation drops and firing "
+    "regions with Welch intervals against SIREN and FFMLP (as F4, F5). Which pattern a backbone resembles is decided by "
+    f"the intervals alone: freeze depth — SIREN's plateau when the per-layer change is above −{MATCH_TOL_DB:g} dB, "
+    f"FFMLP's loss per frozen layer when it is below −{MATCH_TOL_DB:g} dB; atoms (ρ, layers ≥ 1) and ablations (firing "
+    "region) — SIREN's when significantly below FFMLP's and not above SIREN's, FFMLP's when significantly above SIREN's "
+    "and not below FFMLP's, neither when between both; a backbone resembles SIREN or FFMLP overall when every decided "
+    "part says so, neither when they differ, and is undecided when no part is decided. SIREN and FFMLP are listed in "
+    "the table as measured in this run, for reference."
+)
+
+
+def _pair_label(r: dict[str, Any]) -> str:
+    return f"{r['source']}{' (noise)' if r.get('noise') else ''}→{r['target']}"
+
+
+def _slope_ci(summary: dict[str, Any], b: str, ks: Sequence[int]) -> tuple[float, float, float, int]:
+    """Least-squares slope of PSNR over the depths ``ks``, per fit (units with every depth), averaged over the
+    backbone's pairs with :func:`inrlens.stats.stratified_ci`."""
+    U = summary.get("units", {})
+    kk = np.asarray(ks, dtype=float)
+    kc = kk - kk.mean()
+    den = float((kc * kc).sum())
+    groups = []
+    for r in summary.get("table1", []):
+        if r["backbone"] != b:
+            continue
+        pre = f"{b}|{r['source']}|{r['target']}|"
+        vals = [U.get(pre + str(k), {}) for k in ks]
+        units = [u for u in vals[0] if all(u in v for v in vals[1:])]
+        groups.append([float(np.dot(kc, [v[u] for v in vals])) / den for u in units])
+    return S.stratified_ci(groups)
+
+
+def _pooled_best(summary: dict[str, Any], b: str) -> dict[str, Any]:
+    """The best depth and best-k set of a backbone over all its pairs: per-fit PSNRs keyed (pair, image|seed),
+    pairs as strata (:func:`inrlens.stats.best_set`)."""
+    U = summary.get("units", {})
+    values: dict[int, dict[tuple[str, str, str], float]] = defaultdict(dict)
+    for r in summary.get("table1", []):
+        if r["backbone"] == b:
+            pre = f"{b}|{r['source']}|{r['target']}|"
+            for d in _depths(summary, b, r["source"], r["target"]):
+                values[d].update({(r["source"], r["target"], u): v for u, v in U.get(pre + str(d), {}).items()})
+    return S.best_set({d: values[d] for d in sorted(values)}, stratum=lambda u: u[:2])
+
+
+def _word(v: str, yes: str, no: str) -> str:
+    return {"agrees": yes, "disagrees": no}.get(v, v)
+
+
+def _side(ci_siren: tuple | None, ci_ffmlp: tuple | None, unit: str) -> str:
+    """'SIREN', 'FFMLP', 'neither', 'inconclusive (n = …)' or 'not compared' from the Welch intervals of this
+    backbone − SIREN and this backbone − FFMLP (rule in :data:`BEYOND_TEXT`)."""
+    if ci_siren is None or ci_ffmlp is None:
+        missing = " and ".join(x for x, c in (("SIREN", ci_siren), ("FFMLP", ci_ffmlp)) if c is None)
+        return f"not compared (no {missing} rows)"
+    above_s = S.verdict(ci_siren[1], ci_siren[2], True, n=ci_siren[3]) == "agrees"
+    below_f = S.verdict(ci_ffmlp[1], ci_ffmlp[2], False, n=ci_ffmlp[3]) == "agrees"
+    if below_f and not above_s:
+        return "SIREN"
+    if above_s and not below_f:
+        return "FFMLP"
+    if above_s and below_f:
+        return "neither"
+    return f"inconclusive (n = {ci_siren[3]} and {ci_ffmlp[3]} {unit} vs SIREN and FFMLP)"
+
+
+def _sae_by_backbone(sae_rows: Sequence[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    out: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in sae_rows:
+        b = _backbone_of(r, {})
+        if b:
+            out[b].append(r)
+    return out
+
+
+def _vals(rows: Iterable[dict[str, Any]], field: str, scale: float = 1.0, min_layer: int = 0) -> list[float]:
+    return [scale * float(r[field]) for r in rows if not _nan(r.get(field)) and int(r.get("layer", 0)) >= min_layer]
+
+
+def backbone_measures(summary: dict[str, Any] | None, sae_rows: Sequence[dict[str, Any]], abl_rows: Sequence[dict[str, Any]],
+                      b: str) -> dict[str, Any]:
+    """Every measurement of the "Beyond the paper" section for one backbone (rules in :data:`BEYOND_TEXT`), as a
+    dict of numbers, intervals ``(mean, lo, hi, n)`` and words; ``like`` says which paper pattern it resembles
+    per part (freeze, atoms, ablations) and ``resembles`` overall."""
+    from .tables import PREDICTORS, predictor_counts
+
+    s = summary or {}
+    t1 = [r for r in s.get("table1", []) if r["backbone"] == b and r.get("best_k") is not None]
+    m: dict[str, Any] = {"backbone": b, "pairs": [(_pair_label(r), r.get("best_set", [r["best_k"]])) for r in t1]}
+    nan4 = (math.nan, math.nan, math.nan, 0)
+    like: dict[str, str] = {}
+    # best-k sets, gain of k*, per-layer change, collapse
+    bs = _pooled_best(s, b) if t1 else {"best": None, "set": [], "diffs": {}}
+    m["best_k"], m["best_set"] = bs["best"], bs["set"]
+    kw = {p["source"]: p.get("k_w") for p in s.get("predictions", []) if p["backbone"] == b}
+    U = s.get("units", {})
+    diffs = []
+    for r in t1:
+        k = kw.get(r["source"])
+        pre = f"{b}|{r['source']}|{r['target']}|"
+        if k is not None and U.get(pre + str(k)) and U.get(pre + "none"):
+            diffs.append(S.pair_diffs(U[pre + str(k)], U[pre + "none"]))
+    m["gain"] = S.stratified_ci(diffs) if diffs else nan4
+    m["gain_word"] = (_word(S.verdict(m["gain"][1], m["gain"][2], True, n=m["gain"][3], threshold=-MATCH_TOL_DB, unit="fits"),
+                            "matches or beats no freeze", "worse than no freeze") if diffs else "not measured")
+    common = sorted(set.intersection(*(set(_depths(s, b, r["source"], r["target"])) for r in t1))) if t1 else []
+    last = common[-1] if common else None
+    ks = [k for k in common if k <= PLATEAU_MAX_K and k < (last or 0)]
+    if len(ks) < 2:
+        ks = [k for k in common if k <= PLATEAU_MAX_K]
+    m["slope_ks"] = ks if len(ks) >= 2 else []
+    m["slope"] = _slope_ci(s, b, ks) if len(ks) >= 2 else nan4
+    if m["slope_ks"]:
+        v = S.verdict(m["slope"][1], m["slope"][2], True, n=m["slope"][3], threshold=-MATCH_TOL_DB, unit="fits")
+        like["freeze"] = {"agrees": "SIREN", "disagrees": "FFMLP"}.get(v, v)
+    else:
+        like["freeze"] = "not measured"
+    m["last"] = last
+    if last is not None and last >= 2 and 1 in common:
+        m["collapse"] = _paired_over_pairs(s, b, str(last), "1")
+        m["collapse_word"] = _word(S.verdict(m["collapse"][1], m["collapse"][2], False, n=m["collapse"][3], threshold=-MATCH_TOL_DB,
+                                             unit="fits"), "collapses", "no collapse")
+    else:
+        m["collapse"], m["collapse_word"] = nan4, "not measured"
+    preds = [p for p in s.get("predictions", []) if p["backbone"] == b and p.get("empirical_k") is not None]
+    m["n_configs"] = len(preds)
+    m["predictors"] = predictor_counts(preds)
+    m["predictor_labels"] = {tag: label for tag, _f, label in PREDICTORS}
+    # SAEs (as F4: layers ≥ 1 for the means and intervals; every layer in the per-layer list)
+    sae = _sae_by_backbone(sae_rows)
+    mine = sae.get(b, [])
+    per_layer = {}
+    for ell in sorted({int(r.get("layer", 0)) for r in mine}):
+        rs = [r for r in mine if int(r.get("layer", 0)) == ell]
+        rho, dead = _vals(rs, "rho"), _vals(rs, "dead_pct")
+        per_layer[ell] = (float(np.mean(rho)) if rho else math.nan, float(np.mean(dead)) if dead else math.nan, len(rs))
+    m["sae_layers"] = per_layer
+    rho, dead = _vals(mine, "rho", min_layer=1), _vals(mine, "dead_pct", min_layer=1)
+    m["rho"], m["dead"], m["n_sae"] = (float(np.mean(rho)) if rho else math.nan), (float(np.mean(dead)) if dead else math.nan), len(rho)
+    refs = {ref: (_vals(sae.get(ref, []), "rho", min_layer=1), _vals(sae.get(ref, []), "dead_pct", min_layer=1)) for ref in PAPER_BACKBONES}
+    m["rho_vs"] = {ref: S.welch_ci(rho, rv[0]) for ref, rv in refs.items() if rv[0] and b != ref}
+    m["dead_vs"] = {ref: S.welch_ci(dead, rv[1]) for ref, rv in refs.items() if rv[1] and b != ref}
+    like["atoms"] = ("not measured" if not rho else "reference" if b in PAPER_BACKBONES
+                     else _side(m["rho_vs"].get("siren"), m["rho_vs"].get("ffmlp"), "SAEs"))
+    # ablations (as F5)
+    cond_bb = {str(r.get("condition")): str(r.get("backbone")) for r in sae_rows if r.get("backbone")}
+    abl: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in abl_rows:
+        bb = _backbone_of(r, cond_bb)
+        if bb and not _nan(r.get("psnr_drop")):
+            abl[bb].append(r)
+    mine_a = abl.get(b, [])
+    m["n_abl"] = len(mine_a)
+    drops, regs = _vals(mine_a, "psnr_drop"), _vals(mine_a, "region_frac", 100.0)
+    m["drop"] = float(np.mean(drops)) if drops else math.nan
+    m["drop_max"] = max(drops) if drops else math.nan
+    m["region"] = float(np.mean(regs)) if regs else math.nan
+    locs = _vals(mine_a, "locality")
+    m["locality"] = float(np.mean(locs)) if locs else math.nan
+    m["drop_vs"] = {ref: S.welch_ci(drops, _vals(abl.get(ref, []), "psnr_drop")) for ref in PAPER_BACKBONES if abl.get(ref) and b != ref}
+    m["region_vs"] = {ref: S.welch_ci(regs, _vals(abl.get(ref, []), "region_frac", 100.0)) for ref in PAPER_BACKBONES
+                      if abl.get(ref) and b != ref}
+    like["ablations"] = ("not measured" if not regs else "reference" if b in PAPER_BACKBONES
+                         else _side(m["region_vs"].get("siren"), m["region_vs"].get("ffmlp"), "ablated atoms"))
+    m["like"] = like
+    decided = [v for v in like.values() if v in ("SIREN", "FFMLP", "neither")]
+    if not decided:
+        m["resembles"] = "undecided"
+    elif all(v == "SIREN" for v in decided):
+        m["resembles"] = "SIREN"
+    elif all(v == "FFMLP" for v in decided):
+        m["resembles"] = "FFMLP"
+    else:
+        m["resembles"] = "neither"
+    return m
+
+
+def beyond_measures(summary: dict[str, Any] | None, sae_rows: Sequence[dict[str, Any]],
+                    abl_rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """:func:`backbone_measures` for every backbone with sweep, SAE or ablation rows, in registry order."""
+    from .tables import backbone_order
+
+    cond_bb = {str(r.get("condition")): str(r.get("backbone")) for r in sae_rows if r.get("backbone")}
+    names = set((summary or {}).get("backbones") or []) | {r["backbone"] for r in (summary or {}).get("table1", [])}
+    names |= {b for r in sae_rows if (b := _backbone_of(r, {}))} | {b for r in abl_rows if (b := _backbone_of(r, cond_bb))}
+    return [backbone_measures(summary, sae_rows, abl_rows, b) for b in sorted(names, key=lambda b: (backbone_order(b), b))]
+
+
+def _ci_s(ci: tuple, d: int = 2) -> str:
+    return S.fmt_ci(*ci, d=d)
+
+
+def _like_phrase(part: str, v: str) -> str:
+    return _LIKE[part].get(v, v)
+
+
+def resembles_line(m: dict[str, Any]) -> str:
+    """The closing line of one backbone: which of the paper's patterns it resembles, per part and overall."""
+    parts = "; ".join(f"{name} — {_like_phrase(part, m['like'][part])}" for part, name in
+                      (("freeze", "freeze depth"), ("atoms", "atoms"), ("ablations", "ablations")))
+    overall = {"SIREN": "resembles SIREN", "FFMLP": "resembles FFMLP", "neither": "neither (its decided parts differ)",
+               "undecided": "undecided (no part decided)"}[m["resembles"]]
+    return f"{m['backbone']}: {parts} → overall: {overall}."
+
+
+def backbone_text(m: dict[str, Any]) -> list[str]:
+    """Markdown lines stating one backbone's measurements (a heading, a list, the closing line)."""
+    b = m["backbone"]
+    out = [f"### {b}", ""]
+    if m["pairs"]:
+        pairs = ", ".join(f"{lab} {_kset(st)}" for lab, st in m["pairs"])
+        out.append(f"- best k: per pair {pairs}; over all pairs best k = {m['best_k']}, best k ∈ {_kset(m['best_set'])}")
+        out.append(f"- gain of k* = argmax sr(W) over no freeze: {_ci_s(m['gain'])} dB → {m['gain_word']}")
+        if m["slope_ks"]:
+            out.append(f"- PSNR change per extra frozen layer over k ∈ {_kset(m['slope_ks'])}: {_ci_s(m['slope'])} dB → "
+                       f"{_like_phrase('freeze', m['like']['freeze'])}")
+        else:
+            out.append("- PSNR change per extra frozen layer: not measured (fewer than two freeze depths)")
+        if m["collapse_word"] != "not measured":
+            out.append(f"- collapse at k = L−1 = {m['last']}: PSNR(k = {m['last']}) − PSNR(k = 1) = {_ci_s(m['collapse'])} dB → "
+                       f"{m['collapse_word']}")
+        else:
+            out.append("- collapse at k = L−1: not measured (needs k = 1 and a deeper k in every pair)")
+        if m["n_configs"]:
+            from .tables import count_phrase
+
+            out.append("- stable-rank predictors: " + "; ".join(count_phrase(m["predictor_labels"][tag], c, m["n_configs"])
+                                                               for tag, c in m["predictors"].items()))
+        else:
+            out.append("- stable-rank predictors: no cohort rows with sweep results")
+    else:
+        out.append("- freeze sweep: no results for this backbone")
+    if m["sae_layers"]:
+        layers = ", ".join(f"layer {ell}: ρ {_f(r, 3)}, dead {_f(d, 1)} % ({n} SAE{'s' if n != 1 else ''})"
+                           for ell, (r, d, n) in m["sae_layers"].items())
+        vs = "; ".join(f"{b} − {ref.upper()}: ρ {_ci_s(m['rho_vs'][ref], 3)}"
+                       + (f", dead % {_ci_s(m['dead_vs'][ref], 1)}" if ref in m["dead_vs"] else "")
+                       for ref in PAPER_BACKBONES if ref in m["rho_vs"])
+        out.append(f"- SAEs: {layers}; layers ≥ 1: mean ρ {_f(m['rho'], 3)}, dead {_f(m['dead'], 1)} % over {m['n_sae']} SAEs"
+                   + (f"; Welch 95% CI {vs}" if vs else "") + f" → {_like_phrase('atoms', m['like']['atoms'])}")
+    if m["n_abl"]:
+        vs = "; ".join(f"{b} − {ref.upper()}: drop {_ci_s(m['drop_vs'][ref])} dB, firing region {_ci_s(m['region_vs'][ref], 1)} %"
+                       for ref in PAPER_BACKBONES if ref in m["region_vs"])
+        out.append(f"- ablations: {m['n_abl']} ablated atoms, largest drop {_f(m['drop_max'])} dB, mean drop {_f(m['drop'])} dB, mean "
+                   f"firing region {_f(m['region'], 1)} %, mean locality {_f(m['locality'], 3)}" + (f"; Welch 95% CI {vs}" if vs else "")
+                   + f" → {_like_phrase('ablations', m['like']['ablations'])}")
+    out += ["", f"**{resembles_line(m)}**", ""]
+    return out
+
+
+def beyond_table(ms: Sequence[dict[str, Any]]) -> str:
+    """One row per backbone: best-k set over all pairs, gain of k* over no freeze, per-layer change, collapse at
+    L−1 (95% intervals), argmax sr(W) agreements, mean ρ and dead % (layers ≥ 1) and what it resembles."""
+    out = ["| backbone | best-k set | gain k* vs no freeze (dB, 95% CI) | change per frozen layer (dB, 95% CI) | "
+           "collapse at L−1: PSNR(L−1) − PSNR(1) (dB, 95% CI) | argmax sr(W) agrees | ρ mean | dead % | resembles |",
+           "|---|---|---|---|---|---|---|---|---|"]
+    for m in ms:
+        w = m["predictors"]["w"]
+        agree = f"{w['agrees']}/{w['n']}" if w["n"] else "n/a"
+        ref = " (paper's backbone)" if m["backbone"] in PAPER_BACKBONES else ""
+        res = f"freeze depth: {_like_phrase('freeze', m['like']['freeze'])}" if ref else m["resembles"]
+        out.append(f"| {m['backbone']}{ref} | {_kset(m['best_set']) if m['best_set'] else 'n/a'} | {_ci_s(m['gain'])} | "
+                   f"{_ci_s(m['slope'])} | {_ci_s(m['collapse'])} | {agree} | {_f(m['rho'], 3)} | {_f(m['dead'], 1)} | {res} |")
+    return "\n".join(out) + "\n"
+
+
+def noise_text(summary: dict[str, Any]) -> list[str]:
+    """The "Noise-trained vs image-trained encoders" lines: the table and one sentence per comparison."""
+    from .tables import noise_table
+
+    rs = summary.get("noise_vs_image") or []
+    md = ["### Noise-trained vs image-trained encoders", ""]
+    if not rs:
+        return md + [f"Noise sources ({', '.join(summary.get('noise_sources', []))}) have no image-trained source of the same "
+                     "backbone and target to compare with.", ""]
+    md += [noise_table(summary), ""]
+    def ci(c: dict[str, Any]) -> str:
+        return S.fmt_ci(c["mean"], c["lo"], c["hi"], c["n"])
+
+    for r in rs:
+        md.append(f"- {r['backbone']}, {r['noise_source']} (noise) vs {r['image_source']} → {r['target']}: no freeze "
+                  f"{ci(r['none'])} dB → {r['none_word']}; best k ({r['k_noise']} vs {r['k_image']}) {ci(r['best'])} dB → {r['best_word']}")
+    return md + [""]
+
+
+def beyond_section(summary: dict[str, Any] | None, sae_rows: Sequence[dict[str, Any]], abl_rows: Sequence[dict[str, Any]]) -> list[str]:
+    """The report's "Beyond the paper: other backbones" section (Markdown lines), or [] when the run has neither a
+    backbone other than SIREN and FFMLP nor a noise source."""
+    ms = beyond_measures(summary, sae_rows, abl_rows)
+    others = [m for m in ms if m["backbone"] not in PAPER_BACKBONES]
+    noise = (summary or {}).get("noise_sources") or []
+    if not others and not noise:
+        return []
+    md = ["## Beyond the paper: other backbones", "", BEYOND_TEXT, ""]
+    if others:
+        md += [beyond_table(ms), ""]
+        for m in others:
+            md += backbone_text(m)
+    else:
+        md += ["This run has no backbone besides SIREN and FFMLP.", ""]
+    if noise:
+        md += noise_text(summary or {})
+    return md
 
 
 # ------------------------------------------------------------------------------------------- tables
@@ -506,6 +840,22 @@ def _rel(p: Path, root: Path) -> str:
         return str(p)
 
 
+def _figure_order(p: Path) -> tuple[str, int, str]:
+    """Freeze-study figures grouped by kind, each kind's backbones in registry order ('freeze_sweep_gauss' after
+    'freeze_sweep_ffmlp', not before)."""
+    from .tables import backbone_order
+
+    stem = Path(p).stem
+    kind, _, b = stem.rpartition("_")
+    return (kind, backbone_order(b), b) if kind and b in _registered() else (stem, -1, "")
+
+
+def _registered() -> tuple[str, ...]:
+    from ..backbones import backbone_names
+
+    return backbone_names()
+
+
 def versions(rows: Iterable[dict[str, Any]]) -> dict[str, Any]:
     """Library versions, device and precision as recorded in the result rows (first row that has them)."""
     for r in rows:
@@ -520,15 +870,19 @@ def build(run_dir: Path, meta: dict[str, Any], sweep_rows: Sequence[dict[str, An
           ablation_figs: Sequence[tuple[str, Path]] = (), atlas: Path | None = None,
           analogues: dict[str, str] | None = None, semantics: Sequence[dict[str, Any]] | None = None,
           semantics_figure: Path | None = None, depth_width: Sequence[dict[str, Any]] | None = None,
-          depth_width_figure: Path | None = None, depth_width_note: str = "") -> tuple[str, list[Finding]]:
+          depth_width_figure: Path | None = None, depth_width_note: str = "", noise: Sequence[str] = ()) -> tuple[str, list[Finding]]:
     """The report as Markdown (and the findings it states). Paths are written relative to run_dir. ``analogues``
     {target: paper dataset} tells the regime check which paper band a target is compared with. ``semantics``
     (None = no section) adds "Atom semantics" with ``semantics_figure``; ``depth_width`` (None = no section) adds
-    "Depth × width" with its figure and ``depth_width_note`` (the study's setup) before the table."""
+    "Depth × width" with its figure and ``depth_width_note`` (the study's setup) before the table. ``noise``: sources
+    whose encoders were trained on noise, besides those the cohort rows and ``run_dir/sweep/run.json`` name
+    (:func:`inrlens.report.tables.noise_sources`). Backbones other than SIREN and FFMLP, and noise sources, get
+    the section "Beyond the paper: other backbones" (:func:`beyond_section`)."""
     from . import tables
 
     run_dir = Path(run_dir)
-    summary = tables.summarise(sweep_rows, analogues) if sweep_rows else None
+    noise = [*noise, *tables.sweep_noise_sources(run_dir / "sweep")]
+    summary = tables.summarise(sweep_rows, analogues, noise=noise) if sweep_rows else None
     if summary is not None and not summary["table1"]:
         summary = None
     fs = findings(summary, sae_rows, abl_rows)
@@ -546,6 +900,7 @@ def build(run_dir: Path, meta: dict[str, Any], sweep_rows: Sequence[dict[str, An
            "disagrees only when it excludes the claim, otherwise inconclusive with the number of fits n behind it. "
            + tables.CONVENTION, "",
            findings_markdown(fs)]
+    md += beyond_section(summary, sae_rows, abl_rows)
     if summary is not None:
         md += ["## Regime check (no-freeze PSNR vs the paper)", "",
                "The findings compare like with like only when this run's fits sit in the paper's PSNR regime.", "",
@@ -555,7 +910,7 @@ def build(run_dir: Path, meta: dict[str, Any], sweep_rows: Sequence[dict[str, An
         md += ["No freeze-sweep results in this run.", ""]
     else:
         md += [tables.table1(summary), "", tables.predictions_table(summary), ""]
-        for p in figures:
+        for p in sorted(figures, key=_figure_order):
             md += [f"![{Path(p).stem}]({_rel(p, run_dir)})", ""]
         md += ["### Per-combination tables", "", tables.combo_tables(summary), ""]
     md += ["## Sparse autoencoders", ""]
@@ -593,5 +948,6 @@ def write(run_dir: Path, md: str, title: str = "inrlens report") -> tuple[Path, 
     return p_md, p_html
 
 
-__all__ = ["Finding", "findings", "finding_f1", "finding_f2", "finding_f3", "finding_f4", "finding_f5", "findings_markdown",
+__all__ = ["beyond_section", "beyond_measures", "backbone_measures", "beyond_table", "backbone_text", "resembles_line", "noise_text",
+           "Finding", "findings", "finding_f1", "finding_f2", "finding_f3", "finding_f4", "finding_f5", "findings_markdown",
            "findings_text", "sae_table", "ablation_table", "semantics_table", "semantics_section", "md_to_html", "build", "write"]

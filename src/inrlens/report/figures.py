@@ -10,6 +10,15 @@
   and centred (dash-dot), argmax Δsr (star on the sr(W) curve) and the empirical best depth (grey band). A
   cohort row without the newer profiles (written before they existed) shows only sr(W) and sr(H).
 
+* ``freeze_backbones``: every backbone side by side, one panel each in registry order: the paired PSNR
+  difference to no freeze vs freeze depth k (mean over source → target pairs, stratified 95% interval as a band),
+  one line per source cohort (a source keeps its colour across panels; noise-trained sources dashed), with 0 and
+  the −0.5 dB "matches no freeze" line.
+
+Any number of backbones: one figure of each kind per backbone, and one panel per backbone in the overview; a
+backbone keeps its colour (:func:`backbone_colour`, by registry position) in every figure that colours by
+backbone.
+
 Each figure is written as PNG (150 dpi) and PDF, sized for a paper column pair (≈ 3.2 in per panel).
 """
 
@@ -145,4 +154,57 @@ def rank_profiles(summary: dict[str, Any], backbone: str, out_dir: Path) -> list
     return _save(fig, out_dir / f"stable_rank_{backbone}")
 
 
-__all__ = ["freeze_sweep", "rank_profiles"]
+def backbone_colour(name: str) -> Any:
+    """A backbone's colour: tab10 by its registry position (siren C0, ffmlp C1, gauss C2, …); unknown names grey."""
+    from ..backbones import backbone_names
+
+    names = backbone_names()
+    return _plt().get_cmap("tab10")(names.index(name) % 10) if name in names else (0.4, 0.4, 0.4, 1.0)
+
+
+def freeze_backbones(summary: dict[str, Any], out_dir: Path) -> list[Path]:
+    """All backbones side by side: paired PSNR(k) − PSNR(no freeze) vs k, one panel per backbone (registry
+    order), one line per source with its stratified 95% band (:func:`inrlens.report.tables.gain_by_depth`)."""
+    from .document import MATCH_TOL_DB
+    from .tables import gain_by_depth
+
+    plt = _plt()
+    bbs = [b for b in summary.get("backbones") or list(dict.fromkeys(r["backbone"] for r in summary["table1"]))
+           if any(r["backbone"] == b for r in summary["table1"])]
+    if not bbs:
+        return []
+    noise = set(summary.get("noise_sources") or [])
+    every = list(dict.fromkeys(r["source"] for r in summary["table1"]))  # a source keeps its colour in every panel
+    fig, axes = plt.subplots(1, len(bbs), figsize=(3.2 * len(bbs), 2.9), squeeze=False, sharey=True)
+    for ax, b in zip(axes[0], bbs):
+        sources = list(dict.fromkeys(r["source"] for r in summary["table1"] if r["backbone"] == b))
+        drawn = False
+        for s in sources:
+            g = gain_by_depth(summary, b, s)
+            if not g:
+                continue
+            ks = np.array(list(g))
+            m = np.array([g[k][0] for k in ks])
+            lo = np.array([g[k][1] for k in ks])
+            hi = np.array([g[k][2] for k in ks])
+            c = plt.get_cmap("tab10")(every.index(s) % 10)
+            ax.plot(ks, m, "--o" if s in noise else "-o", color=c, ms=3.5, lw=1.4, label=f"{s} (noise)" if s in noise else s)
+            ok = np.isfinite(lo) & np.isfinite(hi)
+            if ok.any():
+                ax.fill_between(ks[ok], lo[ok], hi[ok], color=c, alpha=0.18, lw=0)
+            drawn = True
+        ax.axhline(0.0, color="0.3", lw=0.8)
+        ax.axhline(-MATCH_TOL_DB, color="0.5", lw=0.8, ls=":")
+        ax.set_title(b)
+        ax.set_xlabel("freeze depth k")
+        ax.grid(alpha=0.3, lw=0.5)
+        if drawn:
+            ax.legend(title="source", frameon=False, loc="best", fontsize=7)
+    axes[0][0].set_ylabel("PSNR(k) − no freeze (dB)")
+    fig.suptitle("Freeze depth vs no freeze, every backbone (paired per fit; mean over source → target pairs; bands: 95% "
+                 f"stratified t interval; dotted: −{MATCH_TOL_DB:g} dB)", fontsize=9)
+    fig.tight_layout()
+    return _save(fig, out_dir / "freeze_backbones")
+
+
+__all__ = ["freeze_sweep", "rank_profiles", "freeze_backbones", "backbone_colour"]

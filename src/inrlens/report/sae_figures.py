@@ -103,19 +103,44 @@ def health(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: str | Path, t
     return _save(fig, path)
 
 
+REGIME_STYLES = {"single": "-", "cohort": "--"}
+"""Line style of an SAE condition's regime in :func:`sae_stats` (others dotted)."""
+
+
+def condition_backbone(rows: Sequence[dict[str, Any]], condition: str) -> str | None:
+    """The backbone of a condition: its rows' ``backbone`` field, else the backbone its name names."""
+    from .tables import backbone_in
+
+    b = next((r.get("backbone") for r in rows if r.get("backbone")), None)
+    return str(b) if b else backbone_in(condition)
+
+
 def sae_stats(rows: Sequence[dict[str, Any]], path: str | Path, title: str = "") -> Path:
-    """Alive %, ρ and reconstruction PSNR per layer, one line per condition."""
+    """Alive %, ρ and reconstruction PSNR per layer, one line per condition: colour = backbone (the same colour
+    as in every figure, :func:`inrlens.report.figures.backbone_colour`), line style = regime (single solid, cohort
+    dashed); conditions in backbone registry order."""
+    from ..backbones import backbone_order
+    from .figures import backbone_colour
+
     plt = _plt()
     conds: dict[str, list[dict[str, Any]]] = {}
     for r in rows:
         conds.setdefault(str(r.get("condition", "?")), []).append(r)
+    bb = {c: condition_backbone(rs, c) for c, rs in conds.items()}
+    order = sorted(conds, key=lambda c: (backbone_order(bb[c]) if bb[c] else 1 << 30, c))
     keys = (("alive_pct", "alive %"), ("rho", "coverage ρ"), ("psnr_sub", "recon. PSNR (dB)"), ("r2", "R²"))
     fig, axes = plt.subplots(1, len(keys), figsize=(3.3 * len(keys), 3), layout="constrained")
-    for label, rs in conds.items():
-        rs = sorted(rs, key=lambda r: int(r["layer"]))
+    markers, seen = ["o", "s", "^", "D", "v"], {}
+    for label in order:
+        rs = sorted(conds[label], key=lambda r: int(r["layer"]))
+        regime = next((str(r["regime"]) for r in rs if r.get("regime")), label.split("-")[0])
+        group = (bb[label], regime)
+        seen[group] = seen.get(group, -1) + 1  # several conditions of one backbone and regime: other markers
+        style = {"color": backbone_colour(bb[label])} if bb[label] else {}
         x = [int(r["layer"]) for r in rs]
         for ax, (key, name) in zip(axes, keys):
-            ax.plot(x, [np.nan if r.get(key) is None else float(r[key]) for r in rs], marker="o", label=label)
+            ax.plot(x, [np.nan if r.get(key) is None else float(r[key]) for r in rs], REGIME_STYLES.get(regime, ":"),
+                    marker=markers[seen[group] % len(markers)], label=label, **style)
             ax.set_xlabel("layer")
             ax.set_title(name, fontsize=9)
     axes[0].legend(fontsize=7)
@@ -229,13 +254,15 @@ DEPTH_WIDTH_ROWS = (("psnr_sub", "PSNR with ĥ (dB)"), ("r2", "R²"), ("alive_pc
 def depth_width(rows: Sequence[dict[str, Any]], path: str | Path, x: str = "relative",
                 title: str = "SAE diagnostics across INR depth × width") -> Path:
     """The depth × width study in one figure: one row per diagnostic (:data:`DEPTH_WIDTH_ROWS`), one column per
-    backbone; x = relative depth ℓ / (L − 1) (``x='relative'``; 0 when L = 1) or the layer index ℓ
+    backbone (registry order); x = relative depth ℓ / (L − 1) (``x='relative'``; 0 when L = 1) or the layer index ℓ
     (``x='layer'``); one line per (depth L, width): colour = width, line style = depth. ``rows``: SAE
     diagnostics rows with backbone, depth, width, layer (:func:`inrlens.depth_width.collect_rows`)."""
     if x not in ("relative", "layer"):
         raise ValueError(f"x must be 'relative' or 'layer', got {x!r}")
+    from ..backbones import backbone_order
+
     plt = _plt()
-    bbs = list(dict.fromkeys(str(r["backbone"]) for r in rows))
+    bbs = sorted(dict.fromkeys(str(r["backbone"]) for r in rows), key=lambda b: (backbone_order(b), b))  # registry order
     widths = sorted({int(r["width"]) for r in rows})
     depths = sorted({int(r["depth"]) for r in rows})
     cmap = plt.get_cmap("viridis")

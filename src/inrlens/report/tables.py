@@ -19,6 +19,15 @@ source → target pair are compared on the (test image, seed) units both have (:
   the configurations where it agrees, is significantly worse and is undecided (:func:`predictor_counts`).
 * Per-combination tables: k, sr(W_k), sr(H_k), centred sr(H_k), Δsr_k, PSNR, SSIM, LPIPS for every regime of
   one source → target.
+* Noise-trained vs image-trained encoders (:func:`noise_table`, only when a source is noise): per (backbone,
+  target) and each (noise source, image source), the paired difference noise − image of the no-freeze PSNR and
+  of the best-k PSNR (each source at its own best k), matched on (test image, seed), with its interval.
+
+Any number of backbones: every table groups them in registry order (:func:`inrlens.backbones.backbone_order`);
+a backbone a run lacks is simply absent. A *noise source* is a source whose encoder was trained on a
+``noise:…`` dataset: its cohort row records ``source_path`` (the dataset's path or ``noise:``/``sample:`` spec),
+a sweep folder's ``run.json`` names its datasets (:func:`sweep_noise_sources`), or the caller names it
+(``summarise(..., noise=[...])``). Table 1 marks it "(noise)".
 """
 
 from __future__ import annotations
@@ -113,6 +122,18 @@ def backbone_order(name: str) -> int:
     return order(name)
 
 
+def backbone_in(text: Any) -> str | None:
+    """The registered backbone a name such as a condition ("cohort-gauss", "single_siren") names as one of its
+    '-', '_', '/' or '.'-separated words (the longest such name); None when it names none."""
+    import re
+
+    from ..backbones import backbone_names
+
+    words = set(re.split(r"[-_/.\s]+", str(text or "")))
+    hits = [b for b in backbone_names() if b in words]
+    return max(hits, key=len) if hits else None
+
+
 def combos(stats: dict[Key, dict[str, Any]]) -> list[tuple[str, str, str]]:
     """(backbone, source, target) triples in a stable order (backbones in registry order: siren, ffmlp, …)."""
     return sorted({k[:3] for k in stats}, key=lambda c: (backbone_order(c[0]), c[0], c[1], c[2]))
@@ -167,12 +188,54 @@ def regime_check(fits: Sequence[dict[str, Any]], analogues: dict[str, str] | Non
     return out
 
 
-def summarise(rows: Iterable[dict[str, Any]], analogues: dict[str, str] | None = None) -> dict[str, Any]:
+NOISE_PREFIX = "noise:"
+"""How a dataset path names a noise source (docs/datasets.md)."""
+
+
+def is_noise_path(path: Any) -> bool:
+    """Whether a dataset path is a ``noise:…`` spec."""
+    return isinstance(path, str) and path.strip().lower().startswith(NOISE_PREFIX)
+
+
+def noise_sources(rows: Iterable[dict[str, Any]], names: Iterable[str] = ()) -> list[str]:
+    """Sources whose encoders were trained on noise, sorted: those whose rows record a ``source_path`` that is a
+    ``noise:`` spec (cohort rows of a sweep), plus ``names``."""
+    out = {str(n) for n in names}
+    for r in rows:
+        if r.get("source") and is_noise_path(r.get("source_path")):
+            out.add(str(r["source"]))
+    return sorted(out)
+
+
+def sweep_noise_sources(sweep_dir: Any) -> list[str]:
+    """Dataset names whose path is a ``noise:`` spec in a sweep folder's ``run.json`` (``spec.data``: NAME=PATH
+    entries); [] when the folder has no readable run.json."""
+    import json
+    from pathlib import Path
+
+    p = Path(sweep_dir) / "run.json"
+    try:
+        data = json.loads(p.read_text()).get("spec", {}).get("data", [])
+    except (OSError, ValueError, AttributeError):
+        return []
+    out = []
+    for item in data if isinstance(data, list) else []:
+        name, sep, path = str(item).partition("=")
+        if sep and is_noise_path(path):
+            out.append(name.strip())
+    return sorted(out)
+
+
+def summarise(rows: Iterable[dict[str, Any]], analogues: dict[str, str] | None = None, noise: Iterable[str] = ()) -> dict[str, Any]:
     """Every number the tables and figures show, as one JSON-able dict.
 
     Besides means and stds (``stats``), it holds the per-unit PSNRs (``units``: "b|s|t|d" → {"image|seed": dB})
     that every paired interval is computed from, so the findings can be recomputed from summary.json alone.
+    ``noise``: source names to treat as noise-trained besides those the rows mark (:func:`noise_sources`);
+    ``noise_sources`` lists them, and ``noise_vs_image`` holds their comparisons (:func:`noise_comparison`).
     """
+    rows = list(rows)
+    noisy = set(noise_sources(rows, noise))
     fits, cohorts = split_rows(rows)
     stats = aggregate(fits)
     U = units(fits)
@@ -183,7 +246,7 @@ def summarise(rows: Iterable[dict[str, Any]], analogues: dict[str, str] | None =
         rnd = stats.get((*c, "random"))
         k = best_k(stats, c)
         co = cohorts.get((s, b))
-        row = {"backbone": b, "source": s, "target": t, "best_k": k,
+        row = {"backbone": b, "source": s, "target": t, "noise": s in noisy, "best_k": k,
                "none": none["psnr"] if none else math.nan, "none_std": none["psnr_std"] if none else math.nan,
                "best": stats[(*c, str(k))]["psnr"] if k is not None else math.nan,
                "best_std": stats[(*c, str(k))]["psnr_std"] if k is not None else math.nan,
@@ -217,7 +280,7 @@ def summarise(rows: Iterable[dict[str, Any]], analogues: dict[str, str] | None =
         ks = sorted(d for d in per_depth if per_depth[d])
         bs = (S.best_set({d: per_depth[d] for d in ks}, best=ek, stratum=lambda u: u[0])
               if ek is not None and per_depth.get(ek) else {"best": None, "set": [], "diffs": {}})
-        p = {"source": s, "backbone": b, "empirical_k": ek, "w_agrees": ek is not None and co["k_w"] == ek,
+        p = {"source": s, "backbone": b, "noise": s in noisy, "empirical_k": ek, "w_agrees": ek is not None and co["k_w"] == ek,
              "h_agrees": ek is not None and co["k_h"] == ek, "best_set": bs["set"]}
         for tag, f, _l in PREDICTORS:
             p[f] = co.get(f)
@@ -231,9 +294,62 @@ def summarise(rows: Iterable[dict[str, Any]], analogues: dict[str, str] | None =
     for b, d in per_bb.items():
         averages[b] = {k: float(np.mean(v)) if v else math.nan for k, v in d.items() if k != "gain"}
         averages[b]["gain"] = _ci(S.mean_ci(d["gain"]))
+    units_s = {"|".join(k): v for k, v in U.items()}
+    present = sorted({r["backbone"] for r in t1} | {b for (_s, b) in cohorts}, key=lambda b: (backbone_order(b), b))
     return {"table1": t1, "predictions": preds, "averages": averages, "regime": regime_check(fits, analogues), "level": S.LEVEL,
-            "stats": {"|".join(k): v for k, v in stats.items()}, "units": {"|".join(k): v for k, v in U.items()},
-            "n_fits": len(fits), "n_cohorts": len(cohorts)}
+            "stats": {"|".join(k): v for k, v in stats.items()}, "units": units_s, "backbones": present,
+            "noise_sources": sorted(noisy & ({r["source"] for r in t1} | {s for (s, _b) in cohorts})),
+            "noise_vs_image": noise_comparison(t1, units_s, noisy), "n_fits": len(fits), "n_cohorts": len(cohorts)}
+
+
+def gain_by_depth(summary: dict[str, Any], backbone: str, source: str | None = None) -> dict[int, tuple[float, float, float, int]]:
+    """Per freeze depth k: PSNR(k) − PSNR(no freeze) of one backbone, paired per fit within each source → target
+    pair (of ``source`` only, when given) and averaged over the pairs with :func:`inrlens.stats.stratified_ci`:
+    {k: (mean, lo, hi, n)}."""
+    U = summary.get("units", {})
+    per_k: dict[int, list[Any]] = defaultdict(list)
+    for r in summary.get("table1", []):
+        if r["backbone"] != backbone or (source is not None and r["source"] != source):
+            continue
+        pre = f"{backbone}|{r['source']}|{r['target']}|"
+        none = U.get(pre + "none", {})
+        for key, vals in U.items():
+            d = key[len(pre):] if key.startswith(pre) else ""
+            if d.isdigit() and vals and none:
+                per_k[int(d)].append(S.pair_diffs(vals, none))
+    return {k: S.stratified_ci(per_k[k]) for k in sorted(per_k)}
+
+
+def _diff_word(ci: tuple[float, float, float, int], better: str, worse: str) -> str:
+    """``better`` when the interval of a difference is above 0, ``worse`` when below, else "inconclusive (n = …)"."""
+    v = S.verdict(ci[1], ci[2], True, n=ci[3], unit="fits")
+    return {"agrees": better, "disagrees": worse}.get(v, v)
+
+
+def noise_comparison(t1: Sequence[dict[str, Any]], units: dict[str, dict[str, float]], noise: Iterable[str]) -> list[dict[str, Any]]:
+    """Per (backbone, target) of Table 1 and each (noise source, image source) pair of its sources: the paired
+    difference noise − image of the no-freeze PSNR and of the best-k PSNR (each source at its own best k), over
+    the (test image, seed) units both have, with its 95% t interval (:func:`inrlens.stats.mean_ci`) and a word:
+    'noise-trained better', 'image-trained better' or 'inconclusive (n = …)'."""
+    noisy = set(noise)
+    out = []
+    by: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for r in t1:
+        by[(r["backbone"], r["target"])].append(r)
+    for (b, t), rs in by.items():
+        for rn in (r for r in rs if r["source"] in noisy):
+            for ri in (r for r in rs if r["source"] not in noisy):
+                pn, pi = f"{b}|{rn['source']}|{t}|", f"{b}|{ri['source']}|{t}|"
+                none = S.mean_ci(S.pair_diffs(units.get(pn + "none", {}), units.get(pi + "none", {})))
+                if rn["best_k"] is not None and ri["best_k"] is not None:
+                    best = S.mean_ci(S.pair_diffs(units.get(pn + str(rn["best_k"]), {}), units.get(pi + str(ri["best_k"]), {})))
+                else:
+                    best = (math.nan, math.nan, math.nan, 0)
+                out.append({"backbone": b, "target": t, "noise_source": rn["source"], "image_source": ri["source"],
+                            "k_noise": rn["best_k"], "k_image": ri["best_k"], "none": _ci(none), "best": _ci(best),
+                            "none_word": _diff_word(none, "noise-trained better", "image-trained better"),
+                            "best_word": _diff_word(best, "noise-trained better", "image-trained better")})
+    return out
 
 
 def predictor_counts(preds: Sequence[dict[str, Any]]) -> dict[str, dict[str, int]]:
@@ -357,7 +473,7 @@ def table1(summary: dict[str, Any], latex: bool = False) -> str:
     for r in summary["table1"]:
         better_k = not math.isnan(r["best"]) and (math.isnan(r["none"]) or r["best"] >= r["none"])
         none_bold = not better_k and not math.isnan(r["none"])
-        rows.append([r["backbone"], f"{r['source']} → {r['target']}", _bold(_pm(r["none"], r["none_std"]), none_bold, latex),
+        rows.append([r["backbone"], f"{source_label(r)} → {r['target']}", _bold(_pm(r["none"], r["none_std"]), none_bold, latex),
                      str(r["best_k"]) if r["best_k"] is not None else "n/a", _bold(_pm(r["best"], r["best_std"]), better_k, latex),
                      _gain(r.get("gain")), _set(r.get("best_set", []), latex), _pm(r["random"], r["random_std"]),
                      *(_pmark(r, tag, f, latex) for tag, f, _l in PREDICTORS)])
@@ -375,8 +491,37 @@ def table1(summary: dict[str, Any], latex: bool = False) -> str:
            "initialisation). ✓ = the predicted depth is inside the best-k set, ✗ = significantly worse than the best k, ? = "
            f"undecided (every measured depth is inside the set), {MISSING} = not recorded by the cohort row (written before "
            "the predictor existed). Mean over pairs: plain means of the pairs' values; the gain's interval there is across "
-           f"pairs (n = pairs). Over the {n} pairs: {counts}.")
+           f"pairs (n = pairs). Over the {n} pairs: {counts}." + (NOISE_NOTE if any(r.get("noise") for r in summary["table1"]) else ""))
     return _table(header, rows, latex, cap, "llrrrrcr" + "c" * len(PREDICTORS))
+
+
+NOISE_NOTE = " (noise) = a source whose cohort encoder was trained on a noise: dataset, not on images."
+
+
+def source_label(r: dict[str, Any]) -> str:
+    """A row's source, marked "(noise)" when its encoder was trained on noise."""
+    return f"{r['source']} (noise)" if r.get("noise") else str(r["source"])
+
+
+def noise_table(summary: dict[str, Any], latex: bool = False) -> str:
+    """Noise-trained vs image-trained encoders (:func:`noise_comparison`): per (backbone, target, noise source,
+    image source) the paired noise − image differences of the no-freeze and of the best-k PSNR; "" when the run
+    has no noise source or no image source beside it."""
+    rs = summary.get("noise_vs_image") or []
+    if not rs:
+        return ""
+    header = ["backbone", "target", "noise source", "image source", "no freeze: noise − image (95% CI)", "",
+              "best k (noise / image)", "best k: noise − image (95% CI)", ""]
+    rows = [[r["backbone"], r["target"], r["noise_source"], r["image_source"], _gain(r["none"]), r["none_word"],
+             f"{_k(r['k_noise'])} / {_k(r['k_image'])}", _gain(r["best"]), r["best_word"]] for r in rs]
+    cap = ("Noise-trained vs image-trained encoders: test PSNR (dB) of fits from the noise source's encoder minus fits from "
+           "the image source's encoder, paired on the same (test image, seed) of the target; best k = each source's own best "
+           "depth for the target (picked on these fits). " + CONVENTION)
+    return _table(header, rows, latex, cap, "llllrlcrl")
+
+
+def _k(k: int | None) -> str:
+    return "n/a" if k is None else str(k)
 
 
 def regime_table(summary: dict[str, Any], latex: bool = False) -> str:
@@ -408,7 +553,7 @@ def predictions_table(summary: dict[str, Any], latex: bool = False) -> str:
     rows = []
     ps = summary["predictions"]
     for p in ps:
-        rows.append([p["source"], p["backbone"], *(_pmark(p, tag, f, latex) for tag, f, _l in PREDICTORS),
+        rows.append([source_label(p), p["backbone"], *(_pmark(p, tag, f, latex) for tag, f, _l in PREDICTORS),
                      str(p["empirical_k"]) if p["empirical_k"] is not None else "n/a", _set(p.get("best_set", []), latex),
                      *(_layers(p.get(f)) for f in PROFILES)])
     n = len(ps)
@@ -459,12 +604,14 @@ def combo_tables(summary: dict[str, Any], latex: bool = False) -> str:
             vs = "" if d == "none" or not none_u else S.fmt_ci(*S.mean_ci(S.pair_diffs(U.get("|".join((*c, d)), {}), none_u)))
             rows.append([_bold(label, best, latex), srw, srh, srhc, dsr, _pm(st["psnr"], st["psnr_std"]),
                          _pm(st["ssim"], st["ssim_std"], 4), _pm(st["lpips"], st["lpips_std"], 4), str(st["n"]), vs])
-        cap = f"{c[0]}: {c[1]} → {c[2]}" + (f" (sr(H) on the cohort's {p['grid'][0]}x{p['grid'][1]} grid)" if p and p.get("grid") else "")
+        cap = f"{c[0]}: {source_label(r)} → {c[2]}" + (f" (sr(H) on the cohort's {p['grid'][0]}x{p['grid'][1]} grid)" if p and p.get("grid") else "")
         header = ["k", "sr(W_k)", "sr(H_k)", "sr(H_k) centred", "Δsr_k", "PSNR (dB)", "SSIM", "LPIPS", "n", "PSNR − no freeze (95% CI)"]
         parts.append(_table(header, rows, latex, cap, "lrrrrrrrrr"))
     return "\n".join(parts)
 
 
-__all__ = ["summarise", "table1", "regime_table", "predictions_table", "combo_tables", "aggregate", "groups", "units", "regime_check",
+__all__ = ["summarise", "table1", "regime_table", "predictions_table", "combo_tables", "noise_table", "noise_comparison",
+           "noise_sources", "sweep_noise_sources", "is_noise_path", "source_label", "gain_by_depth",
+           "backbone_in", "aggregate", "groups", "units", "regime_check",
            "split_rows", "best_k", "empirical_k", "mean_std", "depth_tag", "CONVENTION", "PREDICTORS", "PROFILES",
            "predictor_counts", "predictor_status", "count_phrase", "MISSING"]
