@@ -135,11 +135,14 @@ class Report:
     """A sweep run folder (or a folder of results *.jsonl)."""
     out: Path | None = None
     """Where to write (default RUN_DIR/report)."""
+    noise: tuple[str, ...] = ()
+    """Sources whose encoders were trained on noise, besides those the results or the sweep's run.json mark as
+    ``noise:…`` datasets (Table 1 marks them; noise_vs_image.md compares them with the image-trained sources)."""
 
     def run(self) -> None:
         from ..report import write_report
 
         _check_report_paths(self.run_dir, self.out)
-        paths = write_report(self.run_dir, self.out)
+        paths = write_report(self.run_dir, self.out, noise=self.noise)
         for p in paths:
             print(p)
