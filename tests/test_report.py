@@ -345,3 +345,52 @@ def test_rank_figure_with_every_profile(tmp_path, monkeypatch):
     sw, sh, shc, w0, _ = PRED_COHORTS["A"]
     assert (sw, "-") in curves["A"] and (w0, "--") in curves["A"] and (sh, "-") in curves["A"] and (shc, "-") in curves["A"]
     assert len(curves["D"]) == 2 and (PRED_COHORTS["D"][0], "-") in curves["D"] and (PRED_COHORTS["D"][1], "-") in curves["D"]
+
+
+# ------------------------------------------------------------------------------------------------ any backbone
+def test_plugin_backbone_reported_after_the_built_ins(tmp_path):
+    """A backbone registered by a plug-in is reported like a built-in one: after the built-ins (registry order) in
+    every table, with its own figures and a part of "Beyond the paper"; its SAE/ablation rows are found by the
+    condition name even when the name holds a separator ("cohort-my-siren" is my-siren, not siren)."""
+    import torch
+
+    from inrlens import backbones as B
+    from inrlens.report import document
+    from inrlens.report.tables import backbone_in, regime_table, table1
+
+    class MySiren(B.Backbone):
+        name = "my-siren"
+        default_lr = 1e-4
+
+        def hidden(self, cfg, ell, h, w, b):
+            return torch.sin(torch.matmul(h, w) + b)
+
+    B.register_backbone(MySiren())
+    try:
+        rows = []
+        for b in ("my-siren", "ffmlp", "siren"):
+            for d, bump in (("none", 0.0), (0, 1.0), (1, 2.0)):
+                rows += [{"kind": "fit", "key": f"{b}{d}{i}", "backbone": b, "source": "A", "target": "T", "regime": "transfer",
+                          "freeze": None if d == "none" else d, "image": f"im{i}", "seed": 0, "status": "ok",
+                          "psnr": 30.0 + bump + i + 0.1 * (i % 2)} for i in range(3)]
+        s = summarise(rows)
+        assert s["backbones"] == ["siren", "ffmlp", "my-siren"]
+        assert [ln.split("|")[1].strip() for ln in table1(s).splitlines() if "| A → T |" in ln] == ["siren", "ffmlp", "my-siren"]
+        assert [ln.split("|")[1].strip() for ln in regime_table(s).splitlines()[4:]] == ["siren", "ffmlp", "my-siren"]
+        assert backbone_in("cohort-my-siren") == "my-siren" and backbone_in("cohort-siren") == "siren" and backbone_in("x") is None
+        sae = [{"condition": "cohort-my-siren", "layer": 1, "rho": 0.2, "dead_pct": 1.0}]
+        md, _ = document.build(tmp_path, {}, rows, sae, [])
+        part = md.split("### my-siren")[1]
+        assert "layer 1: ρ 0.200, dead 1.0 % (1 SAE)" in part and "atoms — not compared (no SIREN and FFMLP rows)" in part
+        paths = write_report(_results_of(rows, tmp_path), tmp_path / "rep")
+        assert {"freeze_sweep_my-siren.png", "freeze_backbones.png"} <= {p.name for p in paths}
+    finally:
+        B.unregister_backbone("my-siren")
+
+
+def _results_of(rows, tmp_path):
+    d = tmp_path / "res"
+    d.mkdir()
+    for r in rows:
+        append_row(d / "rows.jsonl", r)
+    return d

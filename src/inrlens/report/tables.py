@@ -123,14 +123,15 @@ def backbone_order(name: str) -> int:
 
 
 def backbone_in(text: Any) -> str | None:
-    """The registered backbone a name such as a condition ("cohort-gauss", "single_siren") names as one of its
-    '-', '_', '/' or '.'-separated words (the longest such name); None when it names none."""
+    """The registered backbone a name such as a condition ("cohort-gauss", "single_siren") contains between
+    separators ('-', '_', '/', '.', space) or the name's ends (the longest such backbone name, so that a plug-in
+    "my-siren" wins over "siren"); None when it names none."""
     import re
 
     from ..backbones import backbone_names
 
-    words = set(re.split(r"[-_/.\s]+", str(text or "")))
-    hits = [b for b in backbone_names() if b in words]
+    t = str(text or "")
+    hits = [b for b in backbone_names() if re.search(rf"(?:^|[-_/.\s]){re.escape(b)}(?:$|[-_/.\s])", t)]
     return max(hits, key=len) if hits else None
 
 
