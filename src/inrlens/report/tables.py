@@ -605,7 +605,8 @@ def combo_tables(summary: dict[str, Any], latex: bool = False) -> str:
             vs = "" if d == "none" or not none_u else S.fmt_ci(*S.mean_ci(S.pair_diffs(U.get("|".join((*c, d)), {}), none_u)))
             rows.append([_bold(label, best, latex), srw, srh, srhc, dsr, _pm(st["psnr"], st["psnr_std"]),
                          _pm(st["ssim"], st["ssim_std"], 4), _pm(st["lpips"], st["lpips_std"], 4), str(st["n"]), vs])
-        cap = f"{c[0]}: {source_label(r)} → {c[2]}" + (f" (sr(H) on the cohort's {p['grid'][0]}x{p['grid'][1]} grid)" if p and p.get("grid") else "")
+        grid = f" (sr(H) on the cohort's {p['grid'][0]}x{p['grid'][1]} grid)" if p and p.get("grid") else ""
+        cap = f"{c[0]}: {source_label(r)} → {c[2]}{grid}"
         header = ["k", "sr(W_k)", "sr(H_k)", "sr(H_k) centred", "Δsr_k", "PSNR (dB)", "SSIM", "LPIPS", "n", "PSNR − no freeze (95% CI)"]
         parts.append(_table(header, rows, latex, cap, "lrrrrrrrrr"))
     return "\n".join(parts)
