@@ -391,7 +391,14 @@ def distinct(signals: Sequence[Signal]) -> list[Signal]:
         o = kept[i]
         warnings.warn(f"{s.source or s.name}: same pixels as {o.source or o.name} (image digest {o.digest}); "
                       f"fitted once, as {names[i]!r}", stacklevel=2)
-    return [s if s.name == n else replace(s, name=n) for s, n in zip(kept, names)]
+    return [s if s.name == n else _renamed(s, n) for s, n in zip(kept, names)]
+
+
+def _renamed(s: Signal, name: str) -> Signal:
+    """``s`` under another name, its digest carried over (same pixels)."""
+    out = replace(s, name=name)
+    out.__dict__["digest"] = s.digest  # what cached_property would compute again
+    return out
 
 
 def load_images(paths: str | os.PathLike | Iterable[str | os.PathLike], cfg: DataConfig | None = None) -> list[Signal]:
