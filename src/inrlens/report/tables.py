@@ -540,7 +540,8 @@ def regime_table(summary: dict[str, Any], latex: bool = False) -> str:
            f"above {S.SATURATED_DB:g} dB (fits near lossless, depth effects compressed); failed = below {S.FAILED_DB:g} dB. "
            "(as X) = this run's stand-in for the paper's dataset X (a preset's [study] analogues). "
            "— = the paper reports no value for this target (band unknown; the paper's datasets are "
-           + ", ".join(sorted({t for d in S.PAPER_NO_FREEZE_DB.values() for t in d})) + ").")
+           + ", ".join(sorted({t for d in S.PAPER_NO_FREEZE_DB.values() for t in d})) + ") or for this backbone (it reports "
+           + " and ".join(b.upper() for b in S.PAPER_NO_FREEZE_DB) + " only).")
     return _table(header, rows, latex, cap, "llrrrl")
 
 
