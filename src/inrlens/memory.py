@@ -20,11 +20,23 @@ Per member, with P pixels, width w, depth L, C output channels and trainable lay
 
 Everything is float32 (INR fitting stays out of bf16). The estimate is checked against the bytes
 autograd actually saves (tests/test_perf_equivalence.py) and, on CUDA, against the allocator's peak.
+
+Two passes cannot be chunked, so they are checked whole before they start (:func:`check_cohort`,
+:func:`check_rank`; one-line ValueError naming the sizes and the budget):
+
+* a STRAINER cohort (:func:`cohort_bytes`): one stack of N heads on a shared encoder. Its parameters (encoder
+  once, N heads; 4 copies each as above) plus, per distinct grid of P_g pixels and n_g heads, the encoder's
+  pass on that grid (its cached or recomputed input, the saved activations and transient gradients of the L
+  hidden layers, counted as for one member above) and 4 × (n_g × P_g × C) for the heads' outputs and targets;
+* the activation stable ranks (:func:`rank_bytes`): the forward pass keeps every hidden post-activation
+  (L × P × w float32, plus the input encoding and the heads' output), and each layer's rank takes a float64
+  copy of the P × w matrix, its centred copy and the copy the SVD works on (3 × P × w float64).
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 
 import torch
 
@@ -107,4 +119,88 @@ def members_per_chunk(net: NetConfig, pixels: int, out_features: int, trainable_
     return int(n)
 
 
-__all__ = ["member_bytes", "available_bytes", "members_per_chunk", "RAM_FRACTION", "CUDA_FRACTION", "SAFETY"]
+def _size(n: float) -> str:
+    """Bytes as '12.3 MiB' / '4.5 GiB'."""
+    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"
+
+
+def _budget(device: torch.device | str | None, budget_bytes: int | None) -> int:
+    return available_bytes(device) if budget_bytes is None else int(budget_bytes)
+
+
+def cohort_bytes(net: NetConfig, shapes: Sequence[tuple[int, int]], out_features: int) -> int:
+    """Estimated training bytes of a cohort of ``len(shapes)`` heads on a shared encoder, head i fitting an image of
+    shape ``shapes[i]`` = (H, W) (see the module docstring), before the safety factor."""
+    shapes = [(int(h), int(w)) for h, w in shapes]
+    if not shapes:
+        raise ValueError("a cohort needs at least one image")
+    if out_features < 1 or min(min(s) for s in shapes) < 1:
+        raise ValueError(f"image sizes and out_features must be >= 1, got {shapes}, {out_features}")
+    L, w = net.depth, net.width
+    bb = get_backbone(net.backbone)
+    d0 = int(bb.encoding_dim(net))
+    enc = int(bb.encoding_numel(net))
+    heads = len(shapes)
+    encoder_params = d0 * w + w + (L - 1) * (w * w + w)
+    params = encoder_params + heads * (w * out_features + out_features) + (enc if bb.encoding_trainable else 0)
+    elems = 4 * params + (0 if bb.encoding_trainable else enc)
+    per_grid: dict[tuple[int, int], int] = {}
+    for s in shapes:
+        per_grid[s] = per_grid.get(s, 0) + 1
+    for (h, wd), n in per_grid.items():
+        p = h * wd
+        elems += p * d0  # the encoder's input on this grid
+        if bb.encoding_trainable:
+            elems += p * int(bb.embed_saved(net))
+        elems += L * int(bb.saved_per_hidden(net)) * p * w + 2 * p * w  # saved activations, transient gradients
+        elems += 4 * n * p * out_features  # heads' outputs, targets, residual and its square
+    return BYTES * elems
+
+
+def check_cohort(net: NetConfig, shapes: Sequence[tuple[int, int]], out_features: int,
+                 device: torch.device | str | None = None, budget_bytes: int | None = None) -> int:
+    """Refuse, with one line naming the sizes and the budget, a cohort whose training does not fit the memory budget
+    (``budget_bytes``, default :func:`available_bytes` of ``device``); returns the estimate (safety factor included).
+    A cohort is one stack and cannot be split into chunks."""
+    need = int(cohort_bytes(net, shapes, out_features) * SAFETY)
+    budget = _budget(device, budget_bytes)
+    if need > budget:
+        grids = sorted({(int(h), int(w)) for h, w in shapes}, reverse=True)
+        on = ", ".join(f"{h}x{w}" for h, w in grids[:3]) + (", …" if len(grids) > 3 else "")
+        raise ValueError(f"a cohort of {len(shapes)} images ({on} px, width {net.width}, depth {net.depth}) needs "
+                         f"~{_size(need)} to train but the memory budget is {_size(budget)}; "
+                         "use fewer or smaller images, or a smaller width")
+    return need
+
+
+def rank_bytes(net: NetConfig, pixels: int, out_features: int = 1, heads: int = 1) -> int:
+    """Estimated peak bytes of the activation stable ranks of one encoder (``heads`` heads of ``out_features``
+    outputs) on a grid of ``pixels`` pixels (see the module docstring)."""
+    if pixels < 1:
+        raise ValueError(f"pixels must be >= 1, got {pixels}")
+    L, w = net.depth, net.width
+    bb = get_backbone(net.backbone)
+    d0 = int(bb.encoding_dim(net))
+    embed = max(2 * d0, int(bb.embed_saved(net)) if bb.encoding_trainable else 0)  # γ(x) and its intermediates
+    f32 = pixels * (2 + embed + L * w + 2 * w + int(heads) * int(out_features))
+    f64 = 3 * pixels * w
+    return BYTES * f32 + 8 * f64
+
+
+def check_rank(net: NetConfig, shape: tuple[int, int], out_features: int = 1, heads: int = 1,
+               device: torch.device | str | None = "cpu", budget_bytes: int | None = None,
+               hint: str = "use a smaller --grid") -> int:
+    """Refuse, with one line naming the grid, the width and the budget, activation ranks on the (H, W) grid
+    ``shape`` that do not fit the memory budget (``budget_bytes``, default :func:`available_bytes` of ``device``);
+    returns the estimate (safety factor included)."""
+    h, w = int(shape[0]), int(shape[1])
+    need = int(rank_bytes(net, h * w, out_features, heads) * SAFETY)
+    budget = _budget(device, budget_bytes)
+    if need > budget:
+        raise ValueError(f"activation ranks on the {h}x{w} grid ({h * w} px × width {net.width}, {net.depth} layers) need "
+                         f"~{_size(need)} but the memory budget is {_size(budget)}; {hint}")
+    return need
+
+
+__all__ = ["member_bytes", "available_bytes", "members_per_chunk", "cohort_bytes", "check_cohort", "rank_bytes", "check_rank",
+           "RAM_FRACTION", "CUDA_FRACTION", "SAFETY"]

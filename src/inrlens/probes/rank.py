@@ -53,7 +53,11 @@ def weight_ranks(stack: Stack) -> list[float]:
 
 def activation_ranks(stack: Stack, shape: tuple[int, int], centre: bool = False) -> list[float]:
     """sr(H_ℓ) of the post-activations H_ℓ (P × width) on the H×W grid of ``shape``; ``centre`` subtracts the
-    mean over pixels (column means) from H_ℓ first."""
+    mean over pixels (column means) from H_ℓ first. A grid whose pass does not fit the memory budget
+    (:func:`inrlens.memory.check_rank`) is a one-line ValueError before anything is computed."""
+    from ..memory import check_rank
+
+    check_rank(stack.cfg, shape, stack.out_features, int(stack.weights[-1].shape[0]), device=stack.weights[0].device)
     coords = grid(*shape, device=stack.weights[0].device)
     with torch.no_grad():
         _, hidden = stack.activations(coords)  # each (B_ℓ', P, width)
