@@ -251,26 +251,93 @@ def checkpoint_ready(folder: str | os.PathLike, key: str | None = None) -> bool:
     return True
 
 
+def _encoding_shapes(net: NetConfig) -> dict[str, tuple[int, ...]]:
+    """Shape of each encoding tensor of one member (drawn on the meta device: no memory, whatever the table size)."""
+    bb = get_backbone(net.backbone)
+    try:
+        with torch.device("meta"):
+            enc = bb.draw_encoding(net, torch.Generator().manual_seed(0))
+    except (RuntimeError, NotImplementedError, TypeError):  # a plug-in's op without a meta kernel: draw it for real
+        enc = bb.draw_encoding(net, torch.Generator().manual_seed(0))
+    return {k: tuple(v.shape) for k, v in enc.items()}
+
+
+def check_tensors(folder: str | os.PathLike, net: NetConfig, out_features: int, shapes: dict[str, tuple[int, ...]]) -> tuple[str, ...]:
+    """Check a checkpoint's tensor ``shapes`` (name → shape) against what its cfg.json (``net``, ``out_features``)
+    implies for the backbone: ``weight<ℓ>`` (B_ℓ, in_ℓ, out_ℓ) and ``bias<ℓ>`` (B_ℓ, 1, out_ℓ) for ℓ = 0..L
+    (:func:`inrlens.nets.layer_dims`), each encoding tensor (B_f, …) as the backbone draws it, member counts 1 or
+    B, and no other tensor. A one-line ValueError names the first mismatch, e.g. ``…/cfg.json says width 32 but
+    weight1 is (1, 64, 64)``. Returns the encoding tensors' names."""
+    from .nets import layer_dims
+
+    folder = Path(folder)
+    cfg_path, model_path = folder / CFG_NAME, folder / MODEL_NAME
+    L = net.depth
+    stored = sorted(int(k[6:]) for k in shapes if k.startswith("weight") and k[6:].isdigit())
+    if stored != list(range(L + 1)):
+        have = f"weight0..weight{stored[-1]} (depth {stored[-1]})" if stored == list(range(len(stored))) and stored else \
+            f"weights {', '.join(map(str, stored)) or 'none'}"
+        raise ValueError(f"{cfg_path} says depth {L} (weight0..weight{L}) but {MODEL_NAME} holds {have}")
+    enc = _encoding_shapes(net)
+    dims = layer_dims(net, out_features)
+    want = set(enc) | {f"{kind}{i}" for i in range(L + 1) for kind in ("weight", "bias")}
+    missing = [k for k in [*enc, *(f"bias{i}" for i in range(L + 1))] if k not in shapes]
+    if missing:
+        raise ValueError(f"{model_path}: has no tensor {missing[0]}, which a {net.backbone} of depth {L} needs")
+    extra = sorted(set(shapes) - want)
+    if extra:
+        raise ValueError(f"{model_path}: holds tensors that {CFG_NAME} does not describe: {', '.join(extra[:4])}"
+                         f"{', …' if len(extra) > 4 else ''}")
+    members = {}
+    for name, one in enc.items():
+        got = tuple(shapes[name])
+        if len(got) != len(one) + 1 or got[1:] != one:
+            raise ValueError(f"{cfg_path} says a {net.backbone} whose {name} is (members, {', '.join(map(str, one))}) "
+                             f"but {name} is {got}")
+        members[name] = got[0]
+    for ell, (fan_in, fan_out) in enumerate(dims):
+        for name, exp in ((f"weight{ell}", (fan_in, fan_out)), (f"bias{ell}", (1, fan_out))):
+            got = tuple(shapes[name])
+            if len(got) == 3 and got[1:] == exp:
+                members[name] = got[0]
+                continue
+            if len(got) != 3 or (name.startswith("bias") and got[2] == exp[1]):
+                raise ValueError(f"{model_path}: {name} is {got}, not (members, {exp[0]}, {exp[1]})")
+            if got[2] != exp[1]:
+                field = f"out_features {out_features}" if ell == L else f"width {net.width}"
+            else:
+                field = f"{net.backbone} with an input of size {fan_in}" if ell == 0 else f"width {net.width}"
+            raise ValueError(f"{cfg_path} says {field} but {name} is {got}")
+    for i in range(L + 1):
+        if members[f"bias{i}"] != members[f"weight{i}"]:
+            raise ValueError(f"{model_path}: bias{i} has {members[f'bias{i}']} members but weight{i} has {members[f'weight{i}']}")
+    B = max(members.values())
+    odd = next((k for k, b in members.items() if b not in (1, B)), None)
+    if odd is not None:
+        raise ValueError(f"{model_path}: {odd} has {members[odd]} members; every tensor must have 1 (shared) or {B}")
+    return tuple(enc)
+
+
 def load_stack(folder: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[Stack, dict[str, Any]]:
-    """Load a stack saved by :func:`save_stack` → (stack, meta). Clear error when the folder is not one."""
+    """Load a stack saved by :func:`save_stack` → (stack, meta). Clear error when the folder is not one, and when
+    its cfg.json does not describe its tensors (:func:`check_tensors`: a hand-edited depth, width or out_features)."""
     folder = Path(folder)
     cfg = _read_cfg(folder)
     model_path = folder / MODEL_NAME
-    try:
-        net = NetConfig(**cfg["net"])
-    except TypeError as e:
-        raise ValueError(f"{folder / CFG_NAME}: bad 'net' entry ({e})") from None
+    from .config import from_dict
+
+    net = from_dict(NetConfig, cfg["net"], f"{folder / CFG_NAME}: net")
+    out_features = cfg["out_features"]
+    if isinstance(out_features, bool) or not isinstance(out_features, int) or out_features < 1:
+        raise ValueError(f"{folder / CFG_NAME}: out_features must be an integer >= 1, got {out_features!r}")
     try:
         t = load_file(str(model_path), device=str(device))
     except Exception as e:  # noqa: BLE001 - safetensors raises its own error types for damaged files
         why = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise ValueError(f"{model_path}: not a readable safetensors file ({why})") from None
     n = net.depth + 1
-    enc_names = get_backbone(net.backbone).encoding_names(net)
-    missing = [k for k in [*enc_names, *(f"weight{i}" for i in range(n)), *(f"bias{i}" for i in range(n))] if k not in t]
-    if missing:
-        raise ValueError(f"{model_path}: missing tensors {', '.join(missing[:4])} for a depth-{net.depth} {net.backbone}")
-    stack = Stack(net, int(cfg["out_features"]), {k: t[k] for k in enc_names}, [t[f"weight{i}"] for i in range(n)],
+    enc_names = check_tensors(folder, net, out_features, {k: tuple(v.shape) for k, v in t.items()})
+    stack = Stack(net, out_features, {k: t[k] for k in enc_names}, [t[f"weight{i}"] for i in range(n)],
                   [t[f"bias{i}"] for i in range(n)])
     for p in stack.parameters():
         p.requires_grad_(False)
