@@ -333,3 +333,48 @@ def test_noise_sources_from_run_json_or_by_name(tmp_path):
     (sweep / "run.json").unlink()
     assert main(["report", str(sweep), "--out", str(tmp_path / "r2"), "--noise", "nz"]) == 0
     assert (tmp_path / "r2" / "noise_vs_image.md").exists()
+
+
+@pytest.mark.slow  # a real (tiny) sweep: ~10 s on CPU
+def test_sweep_with_other_backbones_and_a_noise_source_reports_them(tmp_path, monkeypatch):
+    """A real sweep of gauss and hashgrid with an image source and a noise source: its cohort rows record the
+    source's path, the report marks the noise source, compares it with the image source per backbone and draws
+    one overview panel per backbone."""
+    from inrlens.config import DataConfig, NetConfig, TrainConfig
+    from inrlens.report import write_report
+    from inrlens.store import prepare_run, read_rows
+    from inrlens.sweep import ExecSpec, SweepSpec, run_config, run_sweep
+
+    spec = SweepSpec(data=("img=sample:faces", "nz=noise:pink:n=4:size=16x16"), targets=("img",), backbones=("hashgrid", "gauss"),
+                     seeds=(0, 1), n_cohort=2, n_test=2, net=NetConfig(width=8, depth=2),
+                     cohort_train=TrainConfig(steps=6, lr=1e-3, log_every=5, target_psnr=30.0),
+                     train=TrainConfig(steps=4, lr=1e-3, log_every=2), images=DataConfig(size=16), lpips=False)
+    out = prepare_run(tmp_path / "sweep", run_config(spec), resume=True)
+    run_sweep(spec, ExecSpec(cluster="debug"), out, log=lambda *a: None)
+    cohorts = {(r["source"], r["backbone"]): r["source_path"] for r in read_rows(out / "results") if r.get("kind") == "cohort"}
+    assert cohorts == {("img", "gauss"): "sample:faces", ("img", "hashgrid"): "sample:faces",
+                       ("nz", "gauss"): "noise:pink:n=4:size=16x16", ("nz", "hashgrid"): "noise:pink:n=4:size=16x16"}
+    drawn = _capture(monkeypatch, figures)
+    names = {p.name for p in write_report(out)}
+    assert {"noise_vs_image.md", "freeze_backbones.png", "freeze_sweep_gauss.png", "freeze_sweep_hashgrid.png"} <= names
+    summary = json.loads((out / "report" / "summary.json").read_text())
+    assert summary["backbones"] == ["gauss", "hashgrid"] and summary["noise_sources"] == ["nz"]
+    assert [(c["backbone"], c["noise_source"], c["image_source"]) for c in summary["noise_vs_image"]] == [
+        ("gauss", "nz", "img"), ("hashgrid", "nz", "img")]
+    # the no-freeze difference against the fit rows themselves, paired by (image, seed)
+    fits = [r for r in read_rows(out / "results") if r.get("kind") == "fit" and r["regime"] == "transfer" and r["freeze"] is None]
+    for c in summary["noise_vs_image"]:
+        psnr = {(r["source"], r["image"], r["seed"]): r["psnr"] for r in fits if r["backbone"] == c["backbone"]}
+        diffs = [psnr[("nz", i, s)] - psnr[("img", i, s)] for (src, i, s) in psnr if src == "img"]
+        assert c["none"]["n"] == len(diffs) == 4 and c["none"]["mean"] == pytest.approx(np.mean(diffs))
+        assert (c["none"]["lo"], c["none"]["hi"]) == pytest.approx(hand_ci_n(diffs)[1:])
+    assert "| gauss | nz (noise) → img |" in (out / "report" / "table1.md").read_text()
+    overview = drawn[-1]
+    assert [ax.get_title() for ax in overview.axes if ax.get_title()] == ["gauss", "hashgrid"]
+
+
+def hand_ci_n(diffs):
+    """(mean, lo, hi) of 4 values: t_{0.975, 3} = 3.182446305284263."""
+    d = np.asarray(diffs, dtype=float)
+    half = 3.182446305284263 * d.std(ddof=1) / math.sqrt(d.size)
+    return float(d.mean()), float(d.mean() - half), float(d.mean() + half)
