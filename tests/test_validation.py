@@ -204,6 +204,19 @@ def test_sweep_refuses_cohort_ranks_over_budget_before_writing(tmp_path, capsys,
     assert not out.exists()
 
 
+def test_finished_sweep_is_not_checked_again(tmp_path, capsys, monkeypatch):
+    """A rerun of a finished sweep needs no memory: a smaller budget now does not refuse it."""
+    out = tmp_path / "s"
+    argv = ["sweep", "--out", str(out), "--data", "faces=sample:faces", *SWEEP_TINY]
+    assert main(argv) == 0
+    rows = (out / "results").rglob("*.jsonl")
+    before = {p: p.read_bytes() for p in rows}
+    small_budget(monkeypatch, 1)
+    capsys.readouterr()
+    assert main(argv) == 0, capsys.readouterr().err
+    assert {p: p.read_bytes() for p in (out / "results").rglob("*.jsonl")} == before  # nothing redone
+
+
 def test_sweep_cohort_job_checks_ranks_before_training(tmp_path, monkeypatch):
     """The job itself (a SLURM job is not checked by the sweep) refuses before fit_cohort runs."""
     from inrlens import fit

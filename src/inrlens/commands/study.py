@@ -40,7 +40,7 @@ class Sweep:
     def run(self) -> None:
         spec, ex = resolve_specs(self.config, self.spec, self.exec)
         plan = make_plan(spec, self.out)  # every input error surfaces here, before the run folder is written
-        check_memory(plan, ex)  # and a cohort, stable-rank pass or fit that cannot fit the memory budget
+        check_memory(plan, ex, self.out)  # and a cohort, stable-rank pass or fit that cannot fit the memory budget
         # A rerun of the same spec continues (skips finished keys); a different spec is refused.
         out = prepare_run(self.out, run_config(spec), resume=True, overwrite=self.overwrite)
         summary = run_sweep(spec, ex, out, plan=plan)

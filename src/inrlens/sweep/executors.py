@@ -325,7 +325,7 @@ def _run_sweep(spec: SweepSpec, ex: ExecSpec, run_dir: Path, log: Callable[..., 
                cancel: threading.Event | None, live: list[Any]) -> dict[str, Any]:
     t0 = time.time()
     plan = plan if plan is not None else make_plan(spec, run_dir)
-    check_memory(plan, ex)  # a cohort or fit that cannot fit the budget: one line before any job starts
+    check_memory(plan, ex, run_dir)  # a cohort or fit that cannot fit the budget: one line before any job starts
     results = run_dir / "results"
     results.mkdir(parents=True, exist_ok=True)
     keys = {f.key for f in plan.fits}

@@ -61,22 +61,27 @@ def _auto_cap(spec: SweepSpec, f: FitTask, limit: int = 64) -> int:
 RANK_HINT = "the sweep takes them on the cohort images' grid: use smaller images (--images.size) or a smaller width"
 
 
-def check_memory(plan: Plan, ex: ExecSpec) -> None:
+def check_memory(plan: Plan, ex: ExecSpec, run_dir: str | os.PathLike | None = None) -> None:
     """Refuse, with one line, a sweep whose work cannot fit the memory budget of its jobs, before any of it starts:
     a cohort's training (:func:`inrlens.memory.check_cohort`, on the jobs' device), its activation ranks (on the
     CPU, where the saved cohort is profiled) and one member of each kind of fit (:func:`inrlens.memory.members_per_chunk`).
-    Not checked on SLURM: the jobs' machines are not this one."""
+    With ``run_dir`` (the sweep's folder), work already done there is not checked again. Not checked on SLURM: the
+    jobs' machines are not this one."""
     if ex.cluster == "slurm":
         return
     from ..fit import resolve_device
     from ..memory import check_cohort, check_rank, members_per_chunk
 
     device = resolve_device(ex.device)
+    done = current_keys(Path(run_dir) / "results") if run_dir is not None else set()
     nets = {}
     for c in plan.cohorts:
         nets[c.key] = c.net
+        ready = run_dir is not None and cohort_ready(c)
+        if ready and c.key in done:
+            continue
         try:
-            if c.shapes:
+            if c.shapes and not ready:
                 check_cohort(c.net, c.shapes, c.channels or 3, device=device)
             check_rank(c.net, c.grid, c.channels or 3, len(c.images), device="cpu", hint=RANK_HINT)
         except ValueError as e:
@@ -86,7 +91,7 @@ def check_memory(plan: Plan, ex: ExecSpec) -> None:
     for f in plan.fits:
         net = f.net if f.net is not None else nets.get(f.cohort_key)
         start = 0 if f.freeze is None else f.freeze + 1
-        if net is None or (net, f.shape, f.channels, start) in seen:
+        if net is None or f.key in done or (net, f.shape, f.channels, start) in seen:
             continue
         seen.add((net, f.shape, f.channels, start))
         try:
