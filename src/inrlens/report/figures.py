@@ -195,13 +195,16 @@ def freeze_backbones(summary: dict[str, Any], out_dir: Path) -> list[Path]:
             drawn = True
         ax.axhline(0.0, color="0.3", lw=0.8)
         ax.axhline(-MATCH_TOL_DB, color="0.5", lw=0.8, ls=":")
+        ks_all = sorted({int(k.split("|")[3]) for k in summary["stats"] if k.startswith(b + "|") and k.split("|")[3].isdigit()})
+        if ks_all:
+            ax.set_xticks(list(range(ks_all[0], ks_all[-1] + 1)))
         ax.set_title(b)
         ax.set_xlabel("freeze depth k")
         ax.grid(alpha=0.3, lw=0.5)
         if drawn:
             ax.legend(title="source", frameon=False, loc="best", fontsize=7)
     axes[0][0].set_ylabel("PSNR(k) − no freeze (dB)")
-    fig.suptitle("Freeze depth vs no freeze, every backbone (paired per fit; mean over source → target pairs; bands: 95% "
+    fig.suptitle("Freeze depth vs no freeze, every backbone\n(paired per fit; mean over source → target pairs; bands: 95% "
                  f"stratified t interval; dotted: −{MATCH_TOL_DB:g} dB)", fontsize=9)
     fig.tight_layout()
     return _save(fig, out_dir / "freeze_backbones")
