@@ -30,10 +30,8 @@ import math
 import os
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from inrlens.config import DataConfig, NetConfig, TrainConfig
