@@ -409,7 +409,8 @@ def ladder_summary(run_dir: str | Path) -> dict[str, Any]:
     'not started', 'not run', 'not in this ladder'), 'pairs', 'backbones', 'level'}. Rungs of
     :data:`FULL_SCALES` × the ladder's widths without a folder are listed as missing."""
     from . import stats as S
-    from .store import RESULTS_DIR, read_rows
+    from .identity import read_current_rows
+    from .store import RESULTS_DIR
 
     root = Path(run_dir)
     if not root.is_dir():
@@ -428,7 +429,7 @@ def ladder_summary(run_dir: str | Path) -> dict[str, Any]:
             continue
         rung = Rung(float(rc["scale"]), int(rc["width"]))
         found[rung.name] = rung
-        rows = read_rows(folder / RESULTS_DIR) if (folder / RESULTS_DIR).is_dir() else []
+        rows = read_current_rows(folder / RESULTS_DIR) if (folder / RESULTS_DIR).is_dir() else []
         plan = _read_json(folder / PLAN_NAME) or {}
         keys = set(plan.get("fits", []))
         done = {r.get("key") for r in rows if r.get("kind", "fit") == "fit"} & keys
