@@ -135,10 +135,11 @@ class TrainConfig:
     once a minute of training. Single and transfer fits write none. Not part of result keys: a resumed cohort
     equals an uninterrupted one (docs/run-folder.md)."""
     stop_metric: Literal["mean_psnr", "summed_mse_psnr"] = "mean_psnr"
-    """What ``target_psnr`` is compared with: 'mean_psnr', the mean over members of each member's PSNR [paper:
-    "cohort PSNR"]; 'summed_mse_psnr', 10·log10(4 / Σᵢ MSEᵢ) of the members' summed MSE on [-1, 1] pixels, the
-    cohort "PSNR" some STRAINER-derived code logs, which reads at most mean_psnr − 10·log10(N) for N members
-    (exactly that when all MSEs are equal), so its 30 dB stop comes ≥ 10 dB later for N = 10 [STRAINER forks].
+    """What ``target_psnr`` is compared with: 'mean_psnr', the mean over members of each member's PSNR, the
+    paper's cohort-mean PSNR [paper]; 'summed_mse_psnr', 10·log10(4 / Σᵢ MSEᵢ) of the members' summed MSE on
+    [-1, 1] pixels, the cohort "PSNR" some STRAINER-derived code logs, which reads at most mean_psnr − 10·log10(N)
+    for N members (exactly that when all MSEs are equal), so its 30 dB stop comes ≥ 10 dB later for N = 10
+    [STRAINER forks].
     Only members whose loss is finite count. Ignored when target_psnr is None (docs/protocol.md)."""
 
     NON_RESULT: ClassVar[frozenset[str]] = frozenset({"checkpoint_every"})
