@@ -22,6 +22,17 @@ Probes
     :func:`layer_acts` (hidden activations of one member on a grid), :func:`train_sae` → :class:`TopKSAE`
     (``.encode(h)`` dense codes, ``.codes(h)`` sparse top-k codes), :func:`atom_maps` (z_j(x) of chosen atoms
     as H×W maps).
+Decomposition runs (what ``inrlens sae | atoms | ablate | steer`` run)
+    :func:`load_member` → :class:`MemberContext` (an INR member, its grid, target and activations),
+    :func:`decompose` (SAEs on every layer), :func:`atom_maps_for`, :func:`ablate_atoms`, :func:`steer`
+    (h' = h + Σ (α_j − 1) z_j d_j), :func:`correlate` / :func:`feature_maps` (atom semantics).
+Studies
+    :class:`SweepSpec`, :class:`ExecSpec`, :func:`make_plan`, :func:`run_sweep` (the freeze sweep),
+    :class:`LadderSpec`, :func:`run_ladder`, :func:`ladder_summary` (the scale ladder), :func:`load_model` +
+    :func:`advise` (where to freeze any trained coordinate MLP), :func:`mean_ci` / :func:`verdict` (the
+    interval rule every verdict uses).
+Backbones
+    :func:`register_backbone`, :func:`get_backbone`, :func:`backbone_names` (docs/extending.md).
 Saving and loading
     :func:`save_stack` / :func:`load_stack` (``cfg.json`` + ``model.safetensors``), :func:`save_sae` /
     :func:`load_sae`.
@@ -65,6 +76,31 @@ _API: dict[str, str] = {
     "train_sae": "inrlens.probes.sae:train_sae",
     "TopKSAE": "inrlens.probes.sae:TopKSAE",
     "atom_maps": "inrlens.probes.atoms:atom_maps",
+    # decomposition runs
+    "load_member": "inrlens.probes.decompose:load_member",
+    "MemberContext": "inrlens.probes.decompose:MemberContext",
+    "decompose": "inrlens.probes.decompose:decompose",
+    "atom_maps_for": "inrlens.probes.decompose:atom_maps_for",
+    "ablate_atoms": "inrlens.probes.decompose:ablate_atoms",
+    "steer": "inrlens.probes.steer:steer",
+    "correlate": "inrlens.probes.semantics:correlate",
+    "feature_maps": "inrlens.probes.semantics:feature_maps",
+    # studies
+    "SweepSpec": "inrlens.sweep:SweepSpec",
+    "ExecSpec": "inrlens.sweep:ExecSpec",
+    "make_plan": "inrlens.sweep:make_plan",
+    "run_sweep": "inrlens.sweep:run_sweep",
+    "LadderSpec": "inrlens.ladder:LadderSpec",
+    "run_ladder": "inrlens.ladder:run_ladder",
+    "ladder_summary": "inrlens.ladder:ladder_summary",
+    "load_model": "inrlens.advise:load_model",
+    "advise": "inrlens.advise:advise",
+    "mean_ci": "inrlens.stats:mean_ci",
+    "verdict": "inrlens.stats:verdict",
+    # backbones
+    "register_backbone": "inrlens.backbones:register_backbone",
+    "get_backbone": "inrlens.backbones:get_backbone",
+    "backbone_names": "inrlens.backbones:backbone_names",
     # saving and loading
     "save_stack": "inrlens.store:save_stack",
     "load_stack": "inrlens.store:load_stack",
@@ -90,13 +126,21 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names above are imported lazily
+    from .advise import advise, load_model  # noqa: F401
+    from .backbones import backbone_names, get_backbone, register_backbone  # noqa: F401
     from .config import DataConfig, NetConfig, TrainConfig  # noqa: F401
     from .data import Signal, grid, load_images, resolve, split  # noqa: F401
     from .fit import fit_cohort, fit_single, fit_transfer  # noqa: F401
+    from .ladder import LadderSpec, ladder_summary, run_ladder  # noqa: F401
     from .nets import Stack, cohort_stack, transfer_stack  # noqa: F401
     from .probes.atoms import atom_maps  # noqa: F401
+    from .probes.decompose import MemberContext, ablate_atoms, atom_maps_for, decompose, load_member  # noqa: F401
     from .probes.rank import RankProfile  # noqa: F401
     from .probes.rank import profile as rank_profile  # noqa: F401
     from .probes.sae import SAEConfig, TopKSAE, layer_acts, load_sae, save_sae, train_sae  # noqa: F401
+    from .probes.semantics import correlate, feature_maps  # noqa: F401
+    from .probes.steer import steer  # noqa: F401
+    from .stats import mean_ci, verdict  # noqa: F401
     from .store import load_stack, save_stack  # noqa: F401
+    from .sweep import ExecSpec, SweepSpec, make_plan, run_sweep  # noqa: F401
     from .workflows import fit_images, results, train_cohort, transfer_images  # noqa: F401
