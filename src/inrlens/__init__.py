@@ -29,7 +29,7 @@ Decomposition runs (what ``inrlens sae | atoms | ablate | steer`` run)
 Studies
     :class:`SweepSpec`, :class:`ExecSpec`, :func:`make_plan`, :func:`run_sweep` (the freeze sweep),
     :class:`LadderSpec`, :func:`run_ladder`, :func:`ladder_summary` (the scale ladder), :func:`load_model` +
-    :func:`advise` (where to freeze any trained coordinate MLP), :func:`mean_ci` / :func:`verdict` (the
+    :func:`advise_model` (where to freeze any trained coordinate MLP), :func:`mean_ci` / :func:`verdict` (the
     interval rule every verdict uses).
 Backbones
     :func:`register_backbone`, :func:`get_backbone`, :func:`backbone_names` (docs/extending.md).
@@ -94,7 +94,7 @@ _API: dict[str, str] = {
     "run_ladder": "inrlens.ladder:run_ladder",
     "ladder_summary": "inrlens.ladder:ladder_summary",
     "load_model": "inrlens.advise:load_model",
-    "advise": "inrlens.advise:advise",
+    "advise_model": "inrlens.advise:advise",
     "mean_ci": "inrlens.stats:mean_ci",
     "verdict": "inrlens.stats:verdict",
     # backbones
@@ -126,7 +126,8 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names above are imported lazily
-    from .advise import advise, load_model  # noqa: F401
+    from .advise import advise as advise_model  # noqa: F401
+    from .advise import load_model  # noqa: F401
     from .backbones import backbone_names, get_backbone, register_backbone  # noqa: F401
     from .config import DataConfig, NetConfig, TrainConfig  # noqa: F401
     from .data import Signal, grid, load_images, resolve, split  # noqa: F401
