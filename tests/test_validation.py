@@ -140,6 +140,20 @@ def test_fit_command_refuses_before_writing(tmp_path, capsys, monkeypatch):
     assert not out.exists()
 
 
+def test_transfer_command_refuses_before_writing(tmp_path, capsys, monkeypatch):
+    enc = tmp_path / "enc"
+    save_stack(cohort_stack(NetConfig(width=8, depth=2), 1, 2, 0), enc, {"seed": 0})
+    net = NetConfig(width=8, depth=2)
+    # budget for one freeze-1 member (head only trains) but not for a no-freeze one: the smallest start decides
+    small_budget(monkeypatch, int(memory.member_bytes(net, 256, 1, 2) * memory.SAFETY))
+    out = tmp_path / "t"
+    refused(capsys, ["transfer", str(enc), "sample:faces", "--limit", "1", "--out", str(out), "--data.size", "16", "--no-lpips",
+                     "--freeze", "none", "1"], "one member needs", "(256 px, width 8)", "memory budget")
+    assert not out.exists()
+    assert main(["transfer", str(enc), "sample:faces", "--limit", "1", "--out", str(out), "--data.size", "16", "--no-lpips",
+                 "--freeze", "1", "--train.steps", "2"]) == 0
+
+
 @pytest.fixture()
 def encoder(tmp_path) -> Path:
     """A saved siren cohort (width 8, depth 2, 2 heads of 3 channels), never trained: ranks need no training."""

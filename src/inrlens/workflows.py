@@ -299,6 +299,12 @@ def transfer_images(
     legacy = train.lr if train.lr is not None else LEGACY_RANDOM_LR
     if "random" in regimes and lr_random != legacy:
         conf["random_lr"] = lr_random
+    from .memory import members_per_chunk
+
+    for start in {0 if rules.freeze_of(d) is None else rules.freeze_of(d) + 1 for d in regimes}:  # before run.json
+        for group in _by_shape(sigs):
+            members_per_chunk(encoder.cfg, group[0].shape[0] * group[0].shape[1], group[0].channels, start,
+                              device=resolve_device(train.device))
     folder = RunFolder(prepare_fresh(out, conf, resume, overwrite, log=log))
     done = done_keys(folder.results_jsonl)  # keys hold the encoder's digest: rows of an earlier encoder never match
     dev = resolve_device(train.device)
