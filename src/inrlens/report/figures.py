@@ -165,7 +165,7 @@ def backbone_colour(name: str) -> Any:
 def freeze_backbones(summary: dict[str, Any], out_dir: Path) -> list[Path]:
     """All backbones side by side: paired PSNR(k) − PSNR(no freeze) vs k, one panel per backbone (registry
     order), one line per source with its stratified 95% band (:func:`inrlens.report.tables.gain_by_depth`)."""
-    from .document import MATCH_TOL_DB
+    from .findings import MATCH_TOL_DB
     from .tables import gain_by_depth
 
     plt = _plt()
