@@ -12,11 +12,12 @@ Stages (each resumable; a rerun with ``--resume`` skips what is already on disk)
     7 report     RUN/report.md, RUN/report.html (findings F1–F5 computed from the results)
     8 atlas      RUN/atlas/index.html
 
-A preset is a TOML file (``inrlens/presets/demo.toml`` and ``paper.toml``; any path works) with the tables
-[datasets], [sweep], [exec], [sae] and [study] described at the top of ``demo.toml``, and the optional
+A preset is a TOML file (``inrlens/presets/demo.toml``, ``cpu.toml`` and ``paper.toml``; any path works) with the
+tables [datasets], [sweep], [exec], [sae] and [study] described in docs/presets.md, and the optional
 [depth_width] (:class:`inrlens.depth_width.DepthWidthConfig`; absent = that study is not run). The conditions that are
 decomposed are {single, cohort} × backbones: the cohort of ``study.source`` (head ``study.member``) and a
-single-signal INR fitted to that same image.
+single-signal INR fitted to that same image. ``--plan`` prints what a preset would run and an estimate of its wall
+time, and writes nothing.
 """
 
 from __future__ import annotations
@@ -646,8 +647,10 @@ class Reproduce:
     """The whole study in one command: cohorts, freeze sweep, stable ranks, SAEs, atoms, ablations, report, atlas."""
 
     preset: str = "demo"
-    """'demo' (built-in sample images at 32 px, sized for a 2-core CPU; timings in the preset file), 'paper' (the paper's protocol on --data
-    folders) or the path of a preset .toml (copy one of inrlens/presets/*.toml to start)."""
+    """'demo' (built-in sample images at 1/4 of their size, settings calibrated against the paper's no-freeze PSNR,
+    sized for a 2-core CPU), 'cpu' (the paper's datasets at 1/4, given with --data celeba=… oasis=… kodak=…; about
+    two hours on 2 cores), 'paper' (the paper's protocol on --data folders) or the path of a preset .toml (copy one
+    of inrlens/presets/*.toml to start; docs/presets.md)."""
     data: UseAppendAction[tuple[str, ...]] = ()
     """Datasets NAME=PATH (folders, files or sample:NAME); added to / replacing the preset's [datasets]."""
     out: Path | None = None
@@ -743,8 +746,7 @@ class Reproduce:
                     + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items() if k != "total") + ")",
                     "wall time (all invocations of this run)": f"{timings['total'] + sum(float(e.get('total', 0)) for e in earlier):.0f} s "
                     f"over {len(earlier) + 1} invocation(s)",
-                    "width": plan.spec.net.width, "depth": plan.spec.net.depth, "image size": plan.spec.images.size or "native",
-                    "test-time steps": plan.spec.train.steps, "seeds": len(plan.spec.seeds), "test images per target": plan.spec.n_test,
+                    **settings_meta(plan), "seeds": len(plan.spec.seeds), "test images per target": plan.spec.n_test,
                     "SAE n, k, steps": f"{plan.sae.n}, {plan.sae.k}, {plan.sae.steps}", "inrlens": _version()}
             overall.set_postfix_str("report")
             s = time.time()
@@ -756,6 +758,27 @@ class Reproduce:
         save_timings()
         print(f"\nreproduce {plan.name}: done in {time.time() - t0:.0f} s → {run}")
         print(f"  report: {p_md}  {p_html}\n  atlas:  {atlas}\n\nFindings\n{findings_text(fs)}")
+
+
+def settings_meta(plan: Resolved) -> dict[str, Any]:
+    """The report's setup lines for the net, the images, the test-time schedule (per backbone where a
+    ``per_backbone`` entry makes them differ) and the paper analogues."""
+    from ..rules import backbone_spec, lr_for
+
+    spec = plan.spec
+    eff = {b: backbone_spec(spec, b) for b in spec.backbones}
+
+    def per(fn) -> Any:
+        vals = {b: fn(b, e) for b, e in eff.items()}
+        return next(iter(vals.values())) if len(set(vals.values())) == 1 else ", ".join(f"{b} {v}" for b, v in vals.items())
+
+    img = spec.images
+    return {"width": per(lambda b, e: e.net.width), "depth": spec.net.depth,
+            "image size": f"scale {img.scale:g}" if img.scale else (img.size or "native"),
+            "test-time steps": per(lambda b, e: e.train.steps),
+            "test-time lr": per(lambda b, e: f"{lr_for('transfer', b, e.train.lr):g}"),
+            "random-init lr": per(lambda b, e: f"{lr_for('random', b, e.random_lr):g}"),
+            "paper analogues": ", ".join(f"{k} → {v}" for k, v in plan.study.analogues.items()) or "none"}
 
 
 def _figures(run: Path, analogues: dict[str, str] | None = None) -> list[Path]:

@@ -14,6 +14,7 @@ from .executors import InlineExecutor, SweepCancelled, cancel_jobs, failure_caus
 from .jobs import chunk_fits, cohort_ready, deal, run_fits_job, train_cohort_job, train_cohorts_job
 from .plan import CohortTask, FitTask, Plan, make_plan, net_for
 from .spec import (
+                   BackboneSettings,
                    Cluster,
                    ExecSpec,
                    SweepSpec,
@@ -27,7 +28,7 @@ from .spec import (
                    spec_from_dict,
 )
 
-__all__ = ["SweepSpec", "ExecSpec", "Cluster", "key_dict", "key_hash", "run_config", "parse_data",
+__all__ = ["SweepSpec", "ExecSpec", "BackboneSettings", "Cluster", "key_dict", "key_hash", "run_config", "parse_data",
            "load_spec_file", "spec_from_dict", "merge_flags", "resolve_specs", "CohortTask", "FitTask", "Plan",
            "make_plan", "net_for", "chunk_fits", "deal", "cohort_ready", "train_cohort_job", "train_cohorts_job",
            "run_fits_job", "InlineExecutor", "make_executor", "failure_cause", "wait_jobs", "run_sweep", "cancel_jobs",
