@@ -299,6 +299,132 @@ def reached_target(mse: Tensor, alive: Tensor, train_cfg: TrainConfig) -> bool:
     return stop_psnr(mse, alive, train_cfg.stop_metric) >= train_cfg.target_psnr
 
 
+def _optimizer_for(stack: Stack, train_cfg: TrainConfig, start: int, lr: float | None, resume: LoopState | None) -> torch.optim.Adam:
+    """The loop's Adam (:func:`make_optimizer`; lr None = the single-fit rule of :func:`inrlens.rules.lr_for`),
+    with ``resume``'s tensors and Adam state restored once :func:`state_mismatch` finds it fits (else ValueError)."""
+    device = stack.weights[-1].device
+    lr = lr if lr is not None else lr_for("single", stack.cfg.backbone, train_cfg.lr)
+    opt = make_optimizer(stack, start, lr, fused=use_fused_adam(device, train_cfg))
+    if resume is not None:
+        why = state_mismatch(stack, resume, train_cfg, start)
+        if why is not None:
+            raise ValueError(f"cannot resume this loop from the state given: {why}")
+        _restore(stack, opt, resume)
+    return opt
+
+
+def _member_mse_fn(stack: Stack, groups: Sequence[Group], start: int, cache: bool, compile: bool) -> Callable[[], Tensor]:
+    """The loop's forward pass: a function returning each member's MSE, (B,) in member order. With ``cache`` the
+    input of layer ``start`` is computed once per group (a frozen prefix never changes on a fixed grid); with
+    ``compile`` the function is ``torch.compile``d."""
+    device = stack.weights[-1].device
+    B = stack.members
+    idxs = [None if g.members == list(range(B)) else torch.tensor(g.members, device=device) for g in groups]
+    cached = [prefix(stack, g.coords, start, idx) if cache else None for g, idx in zip(groups, idxs)]
+    order = torch.tensor([m for g in groups for m in g.members], device=device)
+    inv = torch.empty_like(order)
+    inv[order] = torch.arange(order.numel(), device=device)
+
+    def member_mse() -> Tensor:
+        parts = []
+        for g, h, idx in zip(groups, cached, idxs):
+            h_in = h if h is not None else stack.run(stack.embed(g.coords, idx), 0, start, idx)
+            pred = run_members(stack, h_in, start, idx)  # (B_g, P, C)
+            parts.append(((pred - g.targets) ** 2).mean(dim=(1, 2)))
+        mse = torch.cat(parts)
+        return mse if len(groups) == 1 and idxs[0] is None else mse[inv]  # (B,) in member order
+
+    return torch.compile(member_mse, dynamic=False) if compile else member_mse
+
+
+def _loop_record(members: int, device: torch.device, resume: LoopState | None) -> tuple[Tensor, list[int], list[Tensor], int, float]:
+    """Where the loop starts: (alive mask, curve steps, curve rows, first step, training seconds so far) — fresh, or
+    continued from ``resume``."""
+    if resume is None:
+        return torch.ones(members, dtype=torch.bool, device=device), [], [], 0, 0.0
+    return (resume.alive.to(device).clone(), list(resume.steps), list(resume.curve.clone().unbind(0)), resume.step,
+            float(resume.seconds))
+
+
+def _adam_step(member_mse: Callable[[], Tensor], opt: torch.optim.Optimizer, alive: Tensor) -> tuple[Tensor, Tensor]:
+    """One update on Σ MSE over the members still alive; returns this step's MSEs (before the update) and the
+    members alive after it (a non-finite loss masks its member out)."""
+    mse = member_mse()
+    alive = alive & torch.isfinite(mse)
+    loss = torch.where(alive, mse, torch.zeros_like(mse)).sum()
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return mse, alive
+
+
+def _record_and_stop(mse: Tensor, alive: Tensor, step: int, steps: list[int], curve: list[Tensor], bar: Any,
+                     train_cfg: TrainConfig) -> bool:
+    """Append this step's PSNRs to the curve, show their mean, and say whether the loop stops here (no member
+    alive, or the target PSNR reached: :func:`reached_target`)."""
+    p = psnr_from_pm1_mse(mse.detach().cpu())
+    steps.append(step)
+    curve.append(p)
+    live = p[alive.cpu()]
+    mean_psnr = float(live.mean()) if live.numel() else math.nan
+    if bar is not None:
+        bar.set_postfix(psnr=f"{mean_psnr:.2f}", refresh=False)
+    if not bool(alive.any()):
+        return True
+    return train_cfg.target_psnr is not None and reached_target(mse.detach().cpu(), alive.cpu(), train_cfg)
+
+
+class _LoopClock:
+    """Training wall time (continuing a resumed state's, without the checkpoint callback's own time) and when the
+    next state is due: every ``every`` steps, or (every None) :data:`STATE_SECONDS` after the previous one."""
+
+    def __init__(self, seconds0: float, every: int | None):
+        self.seconds0, self.every = seconds0, every
+        self.t0 = self.last_state = time.perf_counter()
+        self.paused = 0.0  # time spent in the checkpoint callback, left out of `seconds`
+
+    def state_due(self, steps_run: int) -> float | None:
+        """The time now when a state is due after ``steps_run`` steps, else None."""
+        now = time.perf_counter()
+        every = self.every
+        due = (every is not None and steps_run % every == 0) or (every is None and now - self.last_state >= STATE_SECONDS)
+        return now if due else None
+
+    def elapsed(self, now: float) -> float:
+        """Training seconds up to ``now``."""
+        return self.seconds0 + now - self.t0 - self.paused
+
+    def handed(self, now: float) -> None:
+        """A state due at ``now`` was handed over: its callback's time is not training time."""
+        self.last_state = time.perf_counter()
+        self.paused += self.last_state - now
+
+    def seconds(self) -> float:
+        return self.seconds0 + time.perf_counter() - self.t0 - self.paused
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _progress_bar(progress: bool, total: int, initial: int, desc: str) -> Any:
+    if not progress:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, desc=desc, leave=False, dynamic_ncols=True)
+
+
+def _finite_members(stack: Stack, alive: Tensor) -> Tensor:
+    """``alive`` less the members with a non-finite parameter (the last update can overflow after the last finite
+    loss)."""
+    with torch.no_grad():
+        for w in [*stack.encoding_params(), *stack.weights, *stack.biases]:
+            alive = alive & torch.isfinite(w).flatten(1).all(1)  # (B_ℓ,) broadcasts over B
+    return alive
+
+
 def train(
     stack: Stack,
     groups: Sequence[Group],
@@ -324,91 +450,29 @@ def train(
     training before the state too, and never the callback's own time.
     """
     device = stack.weights[-1].device
-    B = stack.members
-    lr = lr if lr is not None else lr_for("single", stack.cfg.backbone, train_cfg.lr)
-    opt = make_optimizer(stack, start, lr, fused=use_fused_adam(device, train_cfg))
-    if resume is not None:
-        why = state_mismatch(stack, resume, train_cfg, start)
-        if why is not None:
-            raise ValueError(f"cannot resume this loop from the state given: {why}")
-        _restore(stack, opt, resume)
-
-    # Frozen-prefix cache: the input of layer `start` never changes on a fixed grid.
-    idxs = [None if g.members == list(range(B)) else torch.tensor(g.members, device=device) for g in groups]
-    cache = use_prefix_cache and caches_prefix(stack, start)
-    cached = [prefix(stack, g.coords, start, idx) if cache else None for g, idx in zip(groups, idxs)]
-    order = torch.tensor([m for g in groups for m in g.members], device=device)
-    inv = torch.empty_like(order)
-    inv[order] = torch.arange(order.numel(), device=device)
-
-    def member_mse() -> Tensor:
-        parts = []
-        for g, h, idx in zip(groups, cached, idxs):
-            h_in = h if h is not None else stack.run(stack.embed(g.coords, idx), 0, start, idx)
-            pred = run_members(stack, h_in, start, idx)  # (B_g, P, C)
-            parts.append(((pred - g.targets) ** 2).mean(dim=(1, 2)))
-        mse = torch.cat(parts)
-        return mse if len(groups) == 1 and idxs[0] is None else mse[inv]  # (B,) in member order
-
-    step_fn: Callable[[], Tensor] = torch.compile(member_mse, dynamic=False) if train_cfg.compile else member_mse
-
-    alive = torch.ones(B, dtype=torch.bool, device=device)
-    steps: list[int] = []
-    curve: list[Tensor] = []
-    step0, seconds0 = 0, 0.0
-    if resume is not None:
-        alive = resume.alive.to(device).clone()
-        steps, curve = list(resume.steps), list(resume.curve.clone().unbind(0))
-        step0, seconds0 = resume.step, float(resume.seconds)
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=train_cfg.steps, initial=step0, desc=desc, leave=False, dynamic_ncols=True)
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    t0 = time.perf_counter()
-    paused = 0.0  # time spent in the checkpoint callback, left out of `seconds`
-    last_state = t0
-    every = train_cfg.checkpoint_every
+    opt = _optimizer_for(stack, train_cfg, start, lr, resume)
+    member_mse = _member_mse_fn(stack, groups, start, use_prefix_cache and caches_prefix(stack, start), train_cfg.compile)
+    alive, steps, curve, step0, seconds0 = _loop_record(stack.members, device, resume)
+    bar = _progress_bar(progress, train_cfg.steps, step0, desc)
+    _sync(device)
+    clock = _LoopClock(seconds0, train_cfg.checkpoint_every)
     steps_run = step0
     for step in range(step0, train_cfg.steps):
-        mse = step_fn()
-        alive = alive & torch.isfinite(mse)
-        loss = torch.where(alive, mse, torch.zeros_like(mse)).sum()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        mse, alive = _adam_step(member_mse, opt, alive)
         steps_run = step + 1
         last = step == train_cfg.steps - 1
-        if step % train_cfg.log_every == 0 or last:
-            p = psnr_from_pm1_mse(mse.detach().cpu())
-            steps.append(step)
-            curve.append(p)
-            live = p[alive.cpu()]
-            mean_psnr = float(live.mean()) if live.numel() else math.nan
-            if bar is not None:
-                bar.set_postfix(psnr=f"{mean_psnr:.2f}", refresh=False)
-            if not bool(alive.any()):
-                break
-            if train_cfg.target_psnr is not None and reached_target(mse.detach().cpu(), alive.cpu(), train_cfg):
-                break
+        if (step % train_cfg.log_every == 0 or last) and _record_and_stop(mse, alive, step, steps, curve, bar, train_cfg):
+            break
         if bar is not None:
             bar.update(1)
-        if checkpoint is not None and not last:
-            now = time.perf_counter()
-            if (every is not None and steps_run % every == 0) or (every is None and now - last_state >= STATE_SECONDS):
-                checkpoint(_snapshot(stack, opt, steps_run, alive, steps, curve, seconds0 + now - t0 - paused))
-                last_state = time.perf_counter()
-                paused += last_state - now
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    seconds = seconds0 + time.perf_counter() - t0 - paused
+        if checkpoint is not None and not last and (now := clock.state_due(steps_run)) is not None:
+            checkpoint(_snapshot(stack, opt, steps_run, alive, steps, curve, clock.elapsed(now)))
+            clock.handed(now)
+    _sync(device)
+    seconds = clock.seconds()
     if bar is not None:
         bar.close()
-    with torch.no_grad():  # the last update can overflow after the last finite loss: check the weights too
-        for w in [*stack.encoding_params(), *stack.weights, *stack.biases]:
-            alive = alive & torch.isfinite(w).flatten(1).all(1)  # (B_ℓ,) broadcasts over B
+    alive = _finite_members(stack, alive)
     for p in stack.parameters():
         p.requires_grad_(False)
     return FitResult(stack, steps, torch.stack(curve), ~alive.cpu(), steps_run, seconds)
