@@ -235,6 +235,75 @@ def train_cohort(
 
 
 # ------------------------------------------------------------------------------------------------ transfer
+def _transfer_targets(signals: Sequence[Signal], encoder: Any, meta: dict[str, Any], encoder_dir: str | os.PathLike,
+                      include_cohort: bool, limit: int | None) -> list[Signal]:
+    """The images a transfer run fits: channels matched to the encoder's output, cohort members left out unless
+    ``include_cohort`` (:func:`_not_members`), the first ``limit``; a ValueError when none is left."""
+    sigs = list(signals)
+    if any(s.channels != encoder.out_features for s in sigs):  # before the cohort test: the members' pixels had these channels
+        from .data import harmonise_channels
+
+        sigs = harmonise_channels(sigs, "rgb" if encoder.out_features == 3 else "gray")
+    if not include_cohort:
+        sigs = _not_members(sigs, meta, encoder_dir)
+        if not sigs:
+            raise ValueError("every target image is a member of the cohort; pass --include-cohort to fit them anyway")
+    sigs = sigs[:limit]
+    if not sigs:
+        raise ValueError("transfer_images: no images to fit")
+    return sigs
+
+
+def _transfer_plan(encoder: Any, encoder_dir: str | os.PathLike, depths: Sequence[str | int | None], train: TrainConfig,
+                   random_lr: float | None) -> tuple[list[Any], float, float]:
+    """The depths to fit (:func:`inrlens.rules.parse_depths`) and the lrs of the transfer fits and of the random-init
+    baseline (:func:`inrlens.rules.lr_for`); a bad depth or lr is a one-line ValueError."""
+    try:
+        regimes = rules.parse_depths(depths, encoder.cfg.depth)  # a bad depth fails before the run folder is touched
+    except ValueError as e:
+        raise ValueError(f"{e} ({encoder_dir})") from None
+    backbone = encoder.cfg.backbone
+    lr_transfer = rules.lr_for("transfer", backbone, train.lr)
+    try:
+        lr_random = rules.lr_for("random", backbone, random_lr)
+    except ValueError as e:
+        raise ValueError(f"random_lr: {e}") from None
+    return regimes, lr_transfer, lr_random
+
+
+def _transfer_config(encoder_dir: str | os.PathLike, train: TrainConfig, data: DataConfig, seeds: list[int],
+                     regimes: Sequence[Any], lr_random: float) -> dict[str, Any]:
+    """A transfer run's run.json config; ``random_lr`` only when the baseline's lr is not :data:`LEGACY_RANDOM_LR`'s."""
+    conf: dict[str, Any] = {"cmd": "transfer", "encoder": str(encoder_dir), "train": key_dict(train), "data": data,
+                            "seeds": seeds}  # key_dict: without checkpoint_every, which changes no result
+    legacy = train.lr if train.lr is not None else LEGACY_RANDOM_LR
+    if "random" in regimes and lr_random != legacy:
+        conf["random_lr"] = lr_random
+    return conf
+
+
+def _check_transfer_memory(encoder: Any, sigs: Sequence[Signal], regimes: Sequence[Any], train: TrainConfig) -> None:
+    """Refuse (before run.json is written) a fit whose single member does not fit the memory budget, for every
+    first trained layer and image shape (:func:`inrlens.memory.members_per_chunk`)."""
+    from .memory import members_per_chunk
+
+    for start in {0 if rules.freeze_of(d) is None else rules.freeze_of(d) + 1 for d in regimes}:
+        for group in _by_shape(sigs):
+            members_per_chunk(encoder.cfg, group[0].shape[0] * group[0].shape[1], group[0].channels, start,
+                              device=resolve_device(train.device))
+
+
+def _fit_at_depth(encoder: Any, group: Sequence[Signal], regime: str, freeze: int | None, train: TrainConfig,
+                  seeds: Sequence[int], progress: bool, lpips: bool) -> tuple[Any, list[MemberResult]]:
+    """Fit one shape group at one depth: the random-init baseline (a single-signal fit of the encoder's
+    architecture) or a transfer from the encoder with layers 0..freeze frozen."""
+    if regime == "random":
+        _, fr, res = fit_single(group, encoder.cfg, train, seeds, progress=progress, with_lpips=lpips)
+    else:
+        _, fr, res = fit_transfer(encoder, group, freeze, train, seeds, progress=progress, with_lpips=lpips)
+    return fr, res
+
+
 def transfer_images(
     encoder_dir: str | os.PathLike,
     signals: Sequence[Signal],
@@ -271,40 +340,10 @@ def transfer_images(
     seeds = rules.check_seeds(seeds, "seeds")
     encoder, meta = load_stack(encoder_dir)
     enc_digest = checkpoint_digest(encoder_dir)
-    sigs = list(signals)
-    if any(s.channels != encoder.out_features for s in sigs):  # before the cohort test: the members' pixels had these channels
-        from .data import harmonise_channels
-
-        sigs = harmonise_channels(sigs, "rgb" if encoder.out_features == 3 else "gray")
-    if not include_cohort:
-        sigs = _not_members(sigs, meta, encoder_dir)
-        if not sigs:
-            raise ValueError("every target image is a member of the cohort; pass --include-cohort to fit them anyway")
-    sigs = sigs[:limit]
-    if not sigs:
-        raise ValueError("transfer_images: no images to fit")
-    L = encoder.cfg.depth
-    try:
-        regimes = rules.parse_depths(depths, L)  # a bad depth fails before the run folder is touched
-    except ValueError as e:
-        raise ValueError(f"{e} ({encoder_dir})") from None
-    backbone = encoder.cfg.backbone
-    lr_transfer = rules.lr_for("transfer", backbone, train.lr)
-    try:
-        lr_random = rules.lr_for("random", backbone, random_lr)
-    except ValueError as e:
-        raise ValueError(f"random_lr: {e}") from None
-    conf: dict[str, Any] = {"cmd": "transfer", "encoder": str(encoder_dir), "train": key_dict(train), "data": data,
-                            "seeds": seeds}  # key_dict: without checkpoint_every, which changes no result
-    legacy = train.lr if train.lr is not None else LEGACY_RANDOM_LR
-    if "random" in regimes and lr_random != legacy:
-        conf["random_lr"] = lr_random
-    from .memory import members_per_chunk
-
-    for start in {0 if rules.freeze_of(d) is None else rules.freeze_of(d) + 1 for d in regimes}:  # before run.json
-        for group in _by_shape(sigs):
-            members_per_chunk(encoder.cfg, group[0].shape[0] * group[0].shape[1], group[0].channels, start,
-                              device=resolve_device(train.device))
+    sigs = _transfer_targets(signals, encoder, meta, encoder_dir, include_cohort, limit)
+    regimes, lr_transfer, lr_random = _transfer_plan(encoder, encoder_dir, depths, train, random_lr)
+    conf = _transfer_config(encoder_dir, train, data, seeds, regimes, lr_random)
+    _check_transfer_memory(encoder, sigs, regimes, train)
     folder = RunFolder(prepare_fresh(out, conf, resume, overwrite, log=log))
     done = done_keys(folder.results_jsonl)  # keys hold the encoder's digest: rows of an earlier encoder never match
     dev = resolve_device(train.device)
@@ -320,10 +359,7 @@ def transfer_images(
             if all(k in done for k in keys):
                 rows += _stored(folder.results_jsonl, keys)
                 continue
-            if regime == "random":
-                _, fr, res = fit_single(group, encoder.cfg, replace(train, lr=lr), seeds, progress=progress, with_lpips=lpips)
-            else:
-                _, fr, res = fit_transfer(encoder, group, freeze, replace(train, lr=lr), seeds, progress=progress, with_lpips=lpips)
+            fr, res = _fit_at_depth(encoder, group, regime, freeze, replace(train, lr=lr), seeds, progress, lpips)
             base = {"regime": regime, "freeze": freeze, "config": chash, "net": to_dict(encoder.cfg), "train": to_dict(train),
                     "runtime": info, "encoder": str(encoder_dir), "encoder_sha256": enc_digest, "lr": lr}
             new = _rows(res, base, fr.seconds, group)
@@ -340,13 +376,13 @@ def _not_members(sigs: Sequence[Signal], meta: dict[str, Any], encoder_dir: str 
     if not isinstance(digests, list) or not digests:
         if names:
             warnings.warn(f"{encoder_dir}: this checkpoint records no image digests of its members (written by an earlier "
-                          "inrlens); cohort members are excluded by name", stacklevel=3)
+                          "inrlens); cohort members are excluded by name", stacklevel=4)
         return [s for s in sigs if s.name not in names]
     members = set(digests)
     namesakes = [s.name for s in sigs if s.name in names and s.digest not in members]
     if namesakes:
         warnings.warn(f"{', '.join(namesakes[:5])}{' …' if len(namesakes) > 5 else ''}: named like a member of the cohort "
-                      f"{encoder_dir} but with other pixels; fitted as test image(s)", stacklevel=3)
+                      f"{encoder_dir} but with other pixels; fitted as test image(s)", stacklevel=4)
     return [s for s in sigs if s.digest not in members]
 
 
