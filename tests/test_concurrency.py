@@ -299,7 +299,7 @@ def test_a_failed_prepare_removes_the_folder_it_created(tmp_path, monkeypatch):
     def disk_full(*a, **k):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(store, "atomic_write_json", disk_full)
+    monkeypatch.setattr(store.runs, "atomic_write_json", disk_full)  # the module prepare_run lives in
     with pytest.raises(OSError, match="No space"):
         prepare_run(out, {"cmd": "fit"})
     assert not (tmp_path / "new").exists()
