@@ -188,6 +188,54 @@ def _close(fd: int) -> None:
             pass
 
 
+def _flock_current(folder: Path, path: Path) -> tuple[int, bool, bool]:
+    """(fd, writable, created) of the lock file ``path`` (created when missing), exclusively and non-blockingly
+    flocked. Another holder: RunConflict naming it. A file system without locks: a warning, the file unlocked.
+    Retried while the file locked is no longer the one at ``path``."""
+    for _ in range(20):
+        fd, writable, created = _open_lock_file(path)
+        if fcntl is None:
+            return fd, writable, created
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            if e.errno in _BUSY:
+                info = _read_owner(fd, wait=2.0)
+                _close(fd)
+                raise RunConflict(_conflict_message(folder, info)) from None
+            if e.errno not in _NO_LOCKS:
+                _close(fd)
+                raise
+            warnings.warn(f"{folder}: this file system has no file locks; make sure no other inrlens process "
+                          "writes to this run folder at the same time", stacklevel=3)
+            return fd, writable, created
+        # The file locked must still be the one at path: a writer that created the folder and then failed
+        # removes its lock file before unlocking it, so a lock on a removed file is worth nothing.
+        try:
+            st, fst = os.stat(path), os.fstat(fd)
+        except FileNotFoundError:
+            _close(fd)
+            continue
+        if (st.st_dev, st.st_ino) == (fst.st_dev, fst.st_ino):
+            return fd, writable, created
+        _close(fd)
+    raise RunConflict(f"{folder}: could not take the run folder's lock ({LOCK_NAME} keeps being replaced)")
+
+
+def _write_owner(fd: int, created: bool) -> bytes | None:
+    """Write this process's details into the locked file; returns the bytes it held before (None when this call
+    created it, or they could not be read)."""
+    before = None
+    try:
+        before = None if created else _read_all(fd)
+        data = _owner_info()
+        os.pwrite(fd, data, 0)  # then cut what is left of the old details: a reader never sees an empty file
+        os.ftruncate(fd, len(data))
+    except OSError:  # the details are for messages only; the lock is what counts
+        pass
+    return before
+
+
 def acquire_run_lock(folder: str | os.PathLike) -> RunLock:
     """Take the owner lock of the existing run folder ``folder`` for this process, or fail with RunConflict.
 
@@ -206,46 +254,8 @@ def acquire_run_lock(folder: str | os.PathLike) -> RunLock:
         if held is not None:  # this process (or the parent it was forked from) holds it already
             held.count += 1
             return RunLock(folder, key, fresh=False)
-        path = folder / LOCK_NAME
-        fd = -1
-        for _ in range(20):
-            fd, writable, created = _open_lock_file(path)
-            if fcntl is None:
-                break
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError as e:
-                if e.errno in _BUSY:
-                    info = _read_owner(fd, wait=2.0)
-                    _close(fd)
-                    raise RunConflict(_conflict_message(folder, info)) from None
-                if e.errno not in _NO_LOCKS:
-                    _close(fd)
-                    raise
-                warnings.warn(f"{folder}: this file system has no file locks; make sure no other inrlens process "
-                              "writes to this run folder at the same time", stacklevel=2)
-                break
-            # The file locked must still be the one at path: a writer that created the folder and then failed
-            # removes its lock file before unlocking it, so a lock on a removed file is worth nothing.
-            try:
-                st, fst = os.stat(path), os.fstat(fd)
-            except FileNotFoundError:
-                _close(fd)
-                continue
-            if (st.st_dev, st.st_ino) == (fst.st_dev, fst.st_ino):
-                break
-            _close(fd)
-        else:
-            raise RunConflict(f"{folder}: could not take the run folder's lock ({LOCK_NAME} keeps being replaced)")
-        before = None
-        if writable and fcntl is not None:
-            try:
-                before = None if created else _read_all(fd)
-                data = _owner_info()
-                os.pwrite(fd, data, 0)  # then cut what is left of the old details: a reader never sees an empty file
-                os.ftruncate(fd, len(data))
-            except OSError:  # the details are for messages only; the lock is what counts
-                pass
+        fd, writable, created = _flock_current(folder, folder / LOCK_NAME)
+        before = _write_owner(fd, created) if writable and fcntl is not None else None
         held = _HELD[key] = _Held(fd)
         held.count = 1
         return RunLock(folder, key, fresh=True, before=before)
