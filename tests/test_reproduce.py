@@ -204,7 +204,12 @@ def test_builtin_presets_load_and_resolve():
     name, d = load_preset("demo")
     assert name == "demo" and set(d.datasets) == {"photos", "faces", "mri"}
     plan = resolve_preset("demo", (), None, None, None)
-    assert plan.spec.net.depth == 5 and plan.spec.images.size == 32 and plan.study.source == "photos"
+    # the demo scales the built-in sets by one factor (their resolution ratios kept), not to one square size
+    assert plan.spec.net.depth == 5 and plan.spec.images.size is None and plan.spec.images.scale == 0.25
+    assert plan.study.source == "photos" and plan.spec.n_test >= 4 and len(plan.spec.seeds) >= 2
+    cpu = resolve_preset("cpu", ("celeba=/x/celeba",))
+    assert cpu.spec.images.scale == 0.25 and list(cpu.datasets) == ["celeba", "mri", "photos"] and cpu.study.source == "celeba"
+    assert cpu.study.analogues == {"mri": "oasis", "photos": "kodak"}
     paper = resolve_preset("paper", ("celeba=/x/celeba", "kodak=/x/kodak"), None, None, None)
     assert paper.spec.net.width == 256 and paper.spec.seeds == (0, 1, 2) and paper.spec.train.steps == 500
     assert paper.sae.n == 4096 and paper.sae.k == 32 and paper.study.source == "celeba"
@@ -230,6 +235,9 @@ def test_preset_tables_are_typed():
     _, p = load_preset("demo")
     assert isinstance(p.study, StudyConfig) and p.study.conditions == ("single", "cohort") and p.study.ablate_layers == (2,)
     assert p.sweep.net.width == 32 and p.sweep.cohort_train.lr == 1e-3 and p.exec.jobs == 2 and p.sae.n == 256
+    from inrlens.sweep import BackboneSettings
+
+    assert isinstance(p.sweep.per_backbone["siren"], BackboneSettings) and p.sweep.per_backbone["siren"].lr == 2e-4
     assert StudyConfig().ablate_top == 10 and StudyConfig().layers == ()
 
 
@@ -457,3 +465,67 @@ def test_regime_check_uses_the_analogue_band():
         with pytest.raises(ValueError, match=msg):
             S.check_analogues(bad, ["faces"])
     assert S.check_analogues({"faces": "CelebA"}, ["faces"]) == {"faces": "celeba"}
+
+
+def test_data_replaces_the_analogue_of_a_paper_dataset(tmp_path):
+    """--data celeba=PATH on a preset where faces plays CelebA replaces faces in its place (source follows); a new
+    name that plays nothing is added; analogues naming no dataset or no paper dataset are one-line errors."""
+    from inrlens.commands.reproduce import recorded_study, with_data
+
+    study = StudyConfig(source="faces", analogues={"faces": "celeba", "mri": "oasis"})
+    ds = {"photos": "sample:photos", "faces": "sample:faces", "mri": "sample:mri"}
+    got, st = with_data(ds, study, {"celeba": "/x/celeba", "extra": "/x/e"})
+    assert list(got.items()) == [("photos", "sample:photos"), ("celeba", "/x/celeba"), ("mri", "sample:mri"), ("extra", "/x/e")]
+    assert st.source == "celeba" and st.analogues == {"mri": "oasis"}
+    got, st = with_data(ds, study, {"faces": "/y"})  # the same name: replaced, analogue kept
+    assert got["faces"] == "/y" and st.analogues == study.analogues and st.source == "faces"
+    p = tmp_path / "a.toml"
+    p.write_text(TINY + 'analogues = { faces = "CelebA" }\n')
+    plan = resolve_preset(str(p))
+    assert plan.study.analogues == {"faces": "celeba"} and "analogues" not in recorded_study(plan.study)
+    from dataclasses import fields
+
+    assert set(recorded_study(plan.study)) == {f.name for f in fields(StudyConfig)} - {"analogues"}
+    plan = resolve_preset(str(p), ("celeba=sample:faces",))
+    assert list(plan.datasets) == ["celeba"] and plan.study.analogues == {} and plan.study.source == "celeba"
+    for text, msg in (('analogues = { faces = "imagenet" }', "not one of the paper's datasets"),
+                      ('analogues = { nope = "kodak" }', "'nope' is not a dataset")):
+        p.write_text(TINY + text + "\n")
+        with pytest.raises(ValueError, match=msg):
+            resolve_preset(str(p))
+    demo = resolve_preset("demo")
+    assert demo.study.analogues == {"faces": "celeba", "mri": "oasis", "photos": "kodak"}
+    paper = resolve_preset("paper", ("celeba=/x/c",))
+    assert paper.study.analogues == {} and list(paper.datasets) == ["celeba"]
+
+
+# ------------------------------------------------------------------------------------------- --plan
+def test_plan_counts_match_the_sweep_and_write_nothing(tmp_path, capsys):
+    """--plan prints the sweep plan's own counts (cohorts, fits, fits per backbone and regime), the SAE and
+    ablation counts computed by hand, and a time estimate; it writes no file anywhere under tmp_path."""
+    from inrlens.commands.reproduce import estimate_time, study_counts
+    from inrlens.sweep import make_plan
+
+    p = tmp_path / "tiny.toml"
+    p.write_text(TINY)
+    before = sorted(tmp_path.rglob("*"))
+    run = tmp_path / "run"
+    assert main(["reproduce", "--preset", str(p), "--out", str(run), "--plan"]) == 0
+    out = capsys.readouterr().out
+    assert sorted(tmp_path.rglob("*")) == before and not run.exists()
+    plan = resolve_preset(str(p))
+    gp = make_plan(plan.spec, run / "sweep")
+    assert f"{len(gp.cohorts)} cohorts, {len(gp.fits)} fits" in out
+    assert (len(gp.cohorts), len(gp.fits)) == (2, 2 * 1 * 5 * 1)  # backbones × test images × (none, k=0..2, random) × seeds
+    for b in ("siren", "ffmlp"):
+        assert f"{b}: none 1, k=0 1, k=1 1, k=2 1, random 1" in out
+    # SAEs: {single, cohort} × 2 backbones × 3 layers; ablations: every layer × 2 atoms; atom maps: 5 per layer
+    assert "12 SAEs (n = 24, k = 3, 20 steps)" in out and "24 single-atom ablations" in out and "60 atom maps" in out
+    assert "estimated wall time on this machine" in out and "an estimate, not a measurement" in out
+    counts = study_counts(plan, run)
+    assert counts["fits"] == len(gp.fits) and sum(counts["fits by"].values()) == len(gp.fits)
+    est = estimate_time(plan, counts, steps=3)
+    # one debug job: every stage runs one after the other, so the parts add up
+    assert est["fits"] == pytest.approx(est["fits_serial"]) and est["cohorts"] == pytest.approx(est["cohorts_serial"])
+    assert est["total"] == pytest.approx(est["cohorts"] + est["fits"] + est["single"] + est["sae"]) and est["total"] > 0
+    assert not run.exists()

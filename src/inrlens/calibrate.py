@@ -159,14 +159,16 @@ def table(units: Iterable[Mapping[str, Any]], analogues: Mapping[str, str] | Non
 
 def best(rows: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
     """Per backbone, the candidate closest to the paper: most targets inside, then the smallest summed distance
-    outside, then the cheapest (width² · steps). {backbone: {width, lr, steps, inside, targets, distance}}."""
+    outside the widened bands, then the smallest summed distance to the bands' centres, then the cheapest
+    (width² · steps). {backbone: {width, lr, steps, inside, targets, distance}}."""
     per: dict[tuple, list[Mapping[str, Any]]] = {}
     for r in rows:
         per.setdefault((r["backbone"], r["width"], r["lr"], r["steps"]), []).append(r)
     out: dict[str, dict[str, Any]] = {}
     for (b, w, lr, s), rs in per.items():
         banded = [r for r in rs if r["inside"] is not None]
-        score = (-sum(bool(r["inside"]) for r in banded), sum(r["distance"] for r in banded), w * w * s)
+        centre = sum(abs(r["mean"] - (r["paper"][0] + r["paper"][1]) / 2) for r in banded)
+        score = (-sum(bool(r["inside"]) for r in banded), sum(r["distance"] for r in banded), round(centre, 6), w * w * s)
         if b not in out or score < out[b]["_score"]:
             out[b] = {"width": w, "lr": lr, "steps": s, "inside": -score[0], "targets": len(banded),
                       "distance": score[1], "_score": score}
@@ -210,7 +212,7 @@ def markdown(rows: Sequence[Mapping[str, Any]], meta: Mapping[str, Any] | None =
                     cells.append("n/a")
                     continue
                 mark = "✓" if r["inside"] else ("" if r["inside"] is None else
-                                                 f"{'+' if r['mean'] > r['paper'][1] else '−'}{r['distance']:.1f}")
+                                                 f"{'+' if r['mean'] > r['paper'][1] else '−'}{max(r['distance'], 0.1):.1f}")
                 n_in += bool(r["inside"])
                 n_b += r["inside"] is not None
                 cells.append(f"{r['mean']:.1f} ± {r['std']:.1f}{'' if r['exact'] else '*'} {mark}".rstrip())
