@@ -1,6 +1,6 @@
 """Training-state files: a cohort interrupted mid-training continues from its last state instead of step 0.
 
-While a cohort trains, :func:`inrlens.fit.fit_cohort` writes a :class:`~inrlens.fit.LoopState` every
+While a cohort trains, :func:`inrlens.fit.fit_cohort` writes a :class:`~inrlens.loopstate.LoopState` every
 ``TrainConfig.checkpoint_every`` steps (None: about once a minute) to ``<cohort folder>/.train-state.safetensors``
 (:data:`inrlens.store.TRAIN_STATE_NAME`): the stack's tensors, Adam's moments and step counts, the PSNR curve so
 far and the divergence mask. The file is one safetensors file written atomically (:func:`inrlens.store.atomic_write`);
@@ -33,7 +33,7 @@ import torch
 from torch import Tensor
 
 from .config import NetConfig, TrainConfig, config_hash, key_dict
-from .fit import LoopState
+from .loopstate import LoopState
 from .store import TRAIN_STATE_NAME, atomic_write
 
 FORMAT = "inrlens-train-state/1"
