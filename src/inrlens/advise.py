@@ -559,6 +559,43 @@ def _group_signals(signals: Sequence[Any]) -> list[list[int]]:
     return list(group_by_shape(signals).values())
 
 
+def _verify_fits(encoder: Stack, signals: Sequence[Any], depths: Sequence[Any], seeds: Sequence[int], train: Any, lr_random: float,
+                 steps: int, log: Log) -> list[dict[str, Any]]:
+    """One row per (depth, image, seed) of :func:`verify`'s short sweep: depth label, image, unit (its index), seed,
+    PSNR (None when diverged or not finite), diverged."""
+    from . import rules
+    from .fit import fit_single, fit_transfer
+
+    enc = encoder
+    if enc.weights[-1].shape[0] > 1 or any(t.shape[0] > 1 for t in enc.encoding.values()):
+        enc = enc.member(0)  # the shared encoder with one head: the head is redrawn by every transfer anyway
+    rows: list[dict[str, Any]] = []
+    for depth in depths:
+        label = rules.depth_label(depth)
+        log(f"verify: depth {label} on {len(signals)} image(s) × {len(seeds)} seed(s), {steps} steps")
+        for idx in _group_signals(signals):
+            sigs = [signals[i] for i in idx]
+            if depth == "random":
+                _, fr, res = fit_single(sigs, encoder.cfg, dataclasses.replace(train, lr=lr_random), seeds, progress=False,
+                                        with_lpips=False)
+            else:
+                _, fr, res = fit_transfer(enc, sigs, rules.freeze_of(depth), train, seeds, progress=False, with_lpips=False)
+            for j, r in enumerate(res):
+                i = idx[j // len(seeds)]
+                rows.append({"depth": label, "image": signals[i].name, "unit": i, "seed": r.seed,
+                             "psnr": None if r.diverged or not math.isfinite(r.psnr) else float(r.psnr), "diverged": bool(r.diverged)})
+    return rows
+
+
+def _verify_values(rows: Sequence[dict[str, Any]], labels: Sequence[str]) -> dict[str, dict[tuple[int, int], float]]:
+    """Depth label → {(unit, seed): PSNR} of the rows with a PSNR (the paired units of the intervals)."""
+    values: dict[str, dict[tuple[int, int], float]] = {lab: {} for lab in labels}
+    for r in rows:
+        if r["psnr"] is not None:
+            values[r["depth"]][(r["unit"], r["seed"])] = r["psnr"]
+    return values
+
+
 def verify(encoder: Stack, signals: Sequence[Any], k: int, *, predictors: Mapping[str, int] | None = None,
            seeds: Sequence[int] = (0, 1), steps: int = 200, lr: float | None = None, random_lr: float | None = None,
            device: str = "auto", log: Log | None = None) -> dict[str, Any]:
@@ -572,7 +609,6 @@ def verify(encoder: Stack, signals: Sequence[Any], k: int, *, predictors: Mappin
     single-signal rate for the random-init baseline (:func:`inrlens.rules.lr_for`)."""
     from . import rules, stats
     from .config import TrainConfig
-    from .fit import fit_single, fit_transfer
 
     log = log or (lambda s: None)
     seeds = rules.check_seeds(seeds, "--seeds")
@@ -587,35 +623,15 @@ def verify(encoder: Stack, signals: Sequence[Any], k: int, *, predictors: Mappin
     lr_t = rules.lr_for("transfer", backbone, lr)
     lr_r = rules.lr_for("random", backbone, random_lr)
     train = TrainConfig(steps=int(steps), lr=lr_t, device=device, log_every=max(1, int(steps)))
-    enc = encoder
-    if enc.weights[-1].shape[0] > 1 or any(t.shape[0] > 1 for t in enc.encoding.values()):
-        enc = enc.member(0)  # the shared encoder with one head: the head is redrawn by every transfer anyway
     depths: list[Any] = ["none", *range(L), "random"]
-    rows: list[dict[str, Any]] = []
-    for depth in depths:
-        label = rules.depth_label(depth)
-        log(f"verify: depth {label} on {len(signals)} image(s) × {len(seeds)} seed(s), {steps} steps")
-        for idx in _group_signals(signals):
-            sigs = [signals[i] for i in idx]
-            if depth == "random":
-                _, fr, res = fit_single(sigs, encoder.cfg, dataclasses.replace(train, lr=lr_r), seeds, progress=False, with_lpips=False)
-            else:
-                _, fr, res = fit_transfer(enc, sigs, rules.freeze_of(depth), train, seeds, progress=False, with_lpips=False)
-            for j, r in enumerate(res):
-                i = idx[j // len(seeds)]
-                rows.append({"depth": label, "image": signals[i].name, "unit": i, "seed": r.seed,
-                             "psnr": None if r.diverged or not math.isfinite(r.psnr) else float(r.psnr), "diverged": bool(r.diverged)})
+    rows = _verify_fits(encoder, signals, depths, seeds, train, lr_r, steps, log)
     labels = [rules.depth_label(d) for d in depths]
-    values: dict[str, dict[tuple[int, int], float]] = {lab: {} for lab in labels}
-    for r in rows:
-        if r["psnr"] is not None:
-            values[r["depth"]][(r["unit"], r["seed"])] = r["psnr"]
+    values = _verify_values(rows, labels)
     per_depth = []
     for lab in labels:
         m, s = rules.mean_std(values[lab].values())
         per_depth.append({"depth": lab, "n": len(values[lab]), "psnr_mean": m, "psnr_std": s})
     bs = stats.best_set(values)
-    n_units = len(signals) * len(seeds)
 
     def judge(kk: int) -> str:
         a = stats.agreement(str(kk), bs, labels)
@@ -624,9 +640,10 @@ def verify(encoder: Stack, signals: Sequence[Any], k: int, *, predictors: Mappin
         return f"inconclusive (n = {len(values[str(kk)])})" if a == "undecided" else a
 
     gm, glo, ghi, gn = stats.mean_ci(stats.pair_diffs(values[str(k)], values["none"]))
-    out = {
+    return {
         "images": [s.name for s in signals], "shapes": sorted({s.shape for s in signals}),
-        "seeds": list(seeds), "steps": int(steps), "lr": lr_t, "random_lr": lr_r, "device": str(device), "units": n_units,
+        "seeds": list(seeds), "steps": int(steps), "lr": lr_t, "random_lr": lr_r, "device": str(device),
+        "units": len(signals) * len(seeds),
         "depths": per_depth, "best": bs["best"], "best_set": list(bs["set"]),
         "diffs": {d: {"mean": c[0], "lo": c[1], "hi": c[2], "n": c[3]} for d, c in bs["diffs"].items()},
         "recommended": int(k), "in_best_set": str(k) in bs["set"], "verdict": judge(k),
@@ -636,7 +653,6 @@ def verify(encoder: Stack, signals: Sequence[Any], k: int, *, predictors: Mappin
                        for name, kk in (predictors or {}).items() if kk is not None},
         "rows": rows,
     }
-    return out
 
 
 # ------------------------------------------------------------------------------------------------ report
