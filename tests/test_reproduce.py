@@ -521,11 +521,13 @@ def test_plan_counts_match_the_sweep_and_write_nothing(tmp_path, capsys):
         assert f"{b}: none 1, k=0 1, k=1 1, k=2 1, random 1" in out
     # SAEs: {single, cohort} × 2 backbones × 3 layers; ablations: every layer × 2 atoms; atom maps: 5 per layer
     assert "12 SAEs (n = 24, k = 3, 20 steps)" in out and "24 single-atom ablations" in out and "60 atom maps" in out
-    assert "estimated wall time on this machine" in out and "an estimate, not a measurement" in out
+    assert "estimated wall time" in out and "an estimate, not a measurement" in out and "on idle cores" in out
     counts = study_counts(plan, run)
     assert counts["fits"] == len(gp.fits) and sum(counts["fits by"].values()) == len(gp.fits)
     est = estimate_time(plan, counts, steps=3)
     # one debug job: every stage runs one after the other, so the parts add up
     assert est["fits"] == pytest.approx(est["fits_serial"]) and est["cohorts"] == pytest.approx(est["cohorts_serial"])
     assert est["total"] == pytest.approx(est["cohorts"] + est["fits"] + est["single"] + est["sae"]) and est["total"] > 0
+    idle = est["idle"]
+    assert idle["total"] == pytest.approx(idle["cohorts"] + idle["fits"] + idle["single"] + idle["sae"]) and idle["total"] > 0
     assert not run.exists()

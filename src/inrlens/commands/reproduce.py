@@ -472,9 +472,13 @@ def study_counts(plan: Resolved, run: Path) -> dict[str, Any]:
             "ablations": conds * len(abl_layers) * plan.study.ablate_top, "plan": grid_plan}
 
 
-def _time_steps(stack: Any, shape: tuple[int, int], channels: int, start: int, device: Any, steps: int) -> float:
-    """Seconds per Adam step of ``stack`` on an H×W grid with random targets (inrlens.fit.train, frozen prefix
-    cached as in a real fit), after two untimed warm-up steps."""
+def _time_steps(stack: Any, shape: tuple[int, int], channels: int, start: int, device: Any, steps: int,
+                budget_s: float = 1.0) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of this process) per Adam step of ``stack`` on an H×W grid with random targets
+    (inrlens.fit.train, frozen prefix cached as in a real fit). Two untimed warm-up steps, then ``steps`` timed
+    steps, fewer (at least 3) when that many would take more than ``budget_s``."""
+    import time as _t
+
     import torch
 
     from ..data import grid
@@ -484,109 +488,130 @@ def _time_steps(stack: Any, shape: tuple[int, int], channels: int, start: int, d
     g = Group(grid(h, w, device=device), torch.rand(stack.members, h * w, channels, device=device) * 2 - 1,
               list(range(stack.members)), shape)
     stack = stack.to(device)
-    train(stack, [g], TrainConfig(steps=2, lr=1e-4, log_every=10**9, device=str(device)), start=start, progress=False)
-    for p in stack.parameters():  # train() leaves them frozen
-        p.requires_grad_(True)
-    fr = train(stack, [g], TrainConfig(steps=steps, lr=1e-4, log_every=10**9, device=str(device)), start=start, progress=False)
-    return fr.seconds / max(1, fr.steps_run)
+
+    def run(n: int) -> tuple[float, float, int]:
+        for p in stack.parameters():  # train() leaves them frozen
+            p.requires_grad_(True)
+        t0, c0 = _t.perf_counter(), _t.process_time()
+        fr = train(stack, [g], TrainConfig(steps=n, lr=1e-4, log_every=10**9, device=str(device)), start=start, progress=False)
+        return _t.perf_counter() - t0, _t.process_time() - c0, max(1, fr.steps_run)
+
+    wall, _, n = run(2)
+    n_timed = int(max(3, min(steps, budget_s / max(wall / n, 1e-6))))
+    wall, cpu, n = run(n_timed)
+    return wall / n, cpu / n
 
 
-def estimate_time(plan: Resolved, counts: dict[str, Any], steps: int = 20, log=lambda *a: None) -> dict[str, Any]:
-    """Wall-time estimate on this machine: ``steps`` timed Adam steps of one representative stack per distinct
-    (backbone, grid shape, channels, width, trainable layers, members), extrapolated to every chunk of fits and
-    every cohort, then laid out over the jobs as the sweep deals them; the in-process stages (single fits, SAEs)
-    likewise. An estimate: it does not see process start-up, image loading, early stops, figures or the report."""
+def estimate_time(plan: Resolved, counts: dict[str, Any], steps: int = 20, log=lambda *a: None,
+                  max_pixels: int = 65536) -> dict[str, Any]:
+    """Wall-time estimate on this machine. For each distinct (backbone, grid shape, channels, width, trainable
+    layers) one representative stack is timed for ``steps`` Adam steps (fewer when they would take over a second)
+    with as many members as fit ``max_pixels`` member-pixels; its time per member and step is extrapolated to
+    every chunk of fits and every cohort, which are then laid out over the jobs as the sweep deals them; the
+    in-process stages (single fits, SAEs) likewise. Two figures: from the CPU time of the timed steps (what idle
+    cores would take) and from their wall time (at the machine's current load). It does not see process
+    start-up, image loading, early stops, atom maps, ablations, figures or the report."""
     import os
+    import time as _t
 
     import torch
 
     from ..fit import resolve_device
     from ..nets import Stack, cohort_stack, transfer_stack
     from ..probes.sae import train_sae
-    from ..sweep import chunk_fits, deal
+    from ..rules import backbone_spec
+    from ..sweep import chunk_fits, deal, net_for
 
     dev = resolve_device(plan.ex.device)
     threads = max(1, int(plan.ex.threads))
     torch.set_num_threads(threads)
     spec, gp = plan.spec, counts["plan"]
     cohorts = {c.key: c for c in gp.cohorts}
-    cache: dict[tuple, float] = {}
+    cache: dict[tuple, tuple[float, float]] = {}
 
-    def per_step(kind: str, net: Any, shape: tuple[int, int], channels: int, start: int, members: int) -> float:
-        key = (kind, net.backbone, net.width, net.ff_features, net.depth, shape, channels, start, members)
+    def per_step(kind: str, net: Any, shape: tuple[int, int], channels: int, start: int, members: int) -> tuple[float, float]:
+        """(wall, cpu) seconds per step of a stack of ``members``; cohorts are timed whole (one shared encoder)."""
+        m_t = members if kind == "cohort" else max(1, min(members, max_pixels // (shape[0] * shape[1])))
+        key = (kind, net.backbone, net.width, net.ff_features, net.depth, shape, channels, start, m_t)
         if key not in cache:
             if kind == "cohort":
-                st = cohort_stack(net, channels, members, 0)
+                st = cohort_stack(net, channels, m_t, 0)
             elif kind == "transfer":
-                st = transfer_stack(cohort_stack(net, channels, 1, 0), None if start == 0 else start - 1,
-                                    list(range(members)), channels)
+                st = transfer_stack(cohort_stack(net, channels, 1, 0), None if start == 0 else start - 1, list(range(m_t)),
+                                    channels)
             else:
-                st = Stack.init(net, channels, list(range(members)))
+                st = Stack.init(net, channels, list(range(m_t)))
             cache[key] = _time_steps(st, shape, channels, start, dev, steps)
-            log(f"timed {kind} {net.backbone} width {net.width} {shape[0]}×{shape[1]} from layer {start}, {members} "
-                f"members: {cache[key] * 1e3:.1f} ms/step")
-        return cache[key]
+            log(f"timed {kind} {net.backbone} width {net.width} {shape[0]}×{shape[1]} from layer {start}, {m_t} "
+                f"member(s): {cache[key][0] * 1e3:.1f} ms/step")
+        w, c = cache[key]
+        return w * members / m_t, c * members / m_t
 
-    from ..rules import backbone_spec
-
+    jobs = max(1, int(plan.ex.jobs))
     # cohorts: dealt round-robin over the jobs, each trained to its step limit (an upper bound: they stop early)
     co_cost = []
     for c in gp.cohorts:
-        t = per_step("cohort", c.net, tuple(c.grid), _channels(gp, c), 0, len(c.images))
-        co_cost.append(t * c.train.steps)
-    jobs = max(1, int(plan.ex.jobs))
-    co_bins = [sum(co_cost[i::jobs]) for i in range(min(jobs, len(co_cost)))] or [0.0]
-    # fits: chunked and dealt as run_sweep does; a chunk costs (time per step of its stack) × steps
+        w, cp = per_step("cohort", c.net, tuple(c.grid), _channels(gp, c), 0, len(c.images))
+        co_cost.append((w * c.train.steps, cp * c.train.steps))
+    # fits: chunked and dealt as run_sweep does; a chunk costs (time per step of its stack) × its backbone's steps
     chunks = chunk_fits(gp.fits, plan.ex.max_members, spec)
-    cost: dict[int, float] = {}
+    cost: dict[int, tuple[float, float]] = {}
     for ch in chunks:
         f = ch[0]
         net = cohorts[f.cohort_key].net if f.regime == "transfer" else f.net
         start = 0 if f.freeze is None else f.freeze + 1
-        t = per_step(f.regime, net, tuple(f.shape), f.channels, start, len(ch))
-        cost[id(ch)] = t * backbone_spec(spec, f.backbone).train.steps
+        w, cp = per_step(f.regime, net, tuple(f.shape), f.channels, start, len(ch))
+        n = backbone_spec(spec, f.backbone).train.steps
+        cost[id(ch)] = (w * n, cp * n)
     packs = deal(chunks, jobs, spec.net.depth)
-    fit_bins = [sum(cost[id(c)] for c in p) for p in packs] or [0.0]
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    parallel = plan.ex.cluster != "debug"
 
-    def wall(bins: list[float]) -> float:
-        if not parallel:
+    def wall(items: list[list[float]]) -> float:
+        """Wall time of jobs with these per-job costs: one after the other (debug), in parallel (slurm, cuda), or
+        as processes sharing the cores (local on a CPU)."""
+        bins = [sum(x) for x in items] or [0.0]
+        if plan.ex.cluster == "debug":
             return sum(bins)
-        if plan.ex.cluster == "local" and dev.type == "cpu":  # more processes than cores share them
+        if plan.ex.cluster == "local" and dev.type == "cpu":
             return max(max(bins), sum(bins) * threads / cores)
         return max(bins)
 
+    out: dict[str, dict[str, float]] = {"cpu": {}, "now": {}}
+    for i, mode in ((1, "cpu"), (0, "now")):
+        out[mode]["cohorts"] = wall([[c[i] for c in co_cost[j::jobs]] for j in range(min(jobs, len(co_cost)))])
+        out[mode]["fits"] = wall([[cost[id(c)][i] for c in p] for p in packs])
+        out[mode]["single"] = out[mode]["sae"] = 0.0
     # in-process stages: single fits and SAEs on the decomposed image's grid
-    src = plan.study.source
-    co_src = next((c for c in gp.cohorts if c.source == src), None)
-    single = sae = 0.0
+    co_src = next((c for c in gp.cohorts if c.source == plan.study.source), None)
     if co_src is not None:
         shape, ch = tuple(co_src.grid), _channels(gp, co_src)
-        for b in spec.backbones:
-            if "single" in plan.study.conditions:
-                from ..sweep import net_for
-
-                single += per_step("single", net_for(spec, b, max(shape)), shape, ch, 0, 1) * plan.study.single_steps
         n_layers = len(plan.study.layers) or spec.net.depth
         for b in spec.backbones:
-            w = backbone_spec(spec, b).net.width
-            key = ("sae", w, shape)
+            if "single" in plan.study.conditions:
+                w, cp = per_step("single", net_for(spec, b, max(shape)), shape, ch, 0, 1)
+                out["now"]["single"] += w * plan.study.single_steps
+                out["cpu"]["single"] += cp * plan.study.single_steps
+            width = backbone_spec(spec, b).net.width
+            key = ("sae", width, shape)
             if key not in cache:
-                h = torch.randn(shape[0] * shape[1], w, device=dev)
-                _, tl = train_sae(h, replace(plan.sae, steps=steps), progress=False)
-                cache[key] = tl.seconds / steps
-                log(f"timed SAE n={plan.sae.n} k={plan.sae.k} on {shape[0]}×{shape[1]}×{w}: {cache[key] * 1e3:.1f} ms/step")
-            sae += cache[key] * plan.sae.steps * n_layers * len(plan.study.conditions)
-    est = {"cohorts": wall(co_bins), "fits": wall(fit_bins), "single": single, "sae": sae}
-    est["total"] = sum(est.values())
+                h = torch.randn(shape[0] * shape[1], width, device=dev)
+                n_t = max(3, min(steps, plan.sae.steps))
+                t0, c0 = _t.perf_counter(), _t.process_time()
+                train_sae(h, replace(plan.sae, steps=n_t), progress=False)
+                cache[key] = ((_t.perf_counter() - t0) / n_t, (_t.process_time() - c0) / n_t)
+                log(f"timed SAE n={plan.sae.n} k={plan.sae.k} on {shape[0]}×{shape[1]}×{width}: {cache[key][0] * 1e3:.1f} ms/step")
+            k = plan.sae.steps * n_layers * len(plan.study.conditions)
+            out["now"]["sae"] += cache[key][0] * k
+            out["cpu"]["sae"] += cache[key][1] * k
+    for mode in out.values():
+        mode["total"] = sum(mode.values())
     try:
         load = os.getloadavg()
     except OSError:
         load = None
-    est.update(device=str(dev), threads=threads, jobs=jobs, cluster=plan.ex.cluster, cores=cores, load=load,
-               timed_stacks=len(cache), steps=steps, cohorts_serial=sum(co_cost), fits_serial=sum(fit_bins))
-    return est
+    return {**out["now"], "idle": out["cpu"], "device": str(dev), "threads": threads, "jobs": jobs, "cluster": plan.ex.cluster,
+            "cores": cores, "load": load, "timed_stacks": len(cache), "steps": steps,
+            "cohorts_serial": sum(c[0] for c in co_cost), "fits_serial": sum(v[0] for v in cost.values())}
 
 
 def _channels(gp: Any, cohort: Any) -> int:
@@ -632,13 +657,17 @@ def print_plan(plan: Resolved, counts: dict[str, Any], est: dict[str, Any] | Non
     if est is None:
         return
     load = est["load"]
-    print(f"\nestimated wall time on this machine: {_mmss(est['total'])} — an estimate, not a measurement")
-    print(f"  timed: {est['steps']} Adam steps of {est['timed_stacks']} representative stacks on {est['device']} with "
-          f"{est['threads']} torch thread(s) per job, extrapolated to every chunk and laid out over {est['jobs']} "
-          f"{est['cluster']} job(s) on {est['cores']} core(s); load average when timed "
-          + (f"{load[0]:.1f}, {load[1]:.1f}, {load[2]:.1f}" if load else "unknown"))
-    print(f"  cohorts ≤ {_mmss(est['cohorts'])} (to the step limit; they stop early at the target PSNR), fits "
-          f"{_mmss(est['fits'])}, single fits {_mmss(est['single'])}, SAEs {_mmss(est['sae'])}")
+    idle = est["idle"]
+    load_s = f"{load[0]:.1f}, {load[1]:.1f}, {load[2]:.1f}" if load else "unknown"
+    print(f"\nestimated wall time — an estimate, not a measurement:\n"
+          f"  {_mmss(idle['total'])} on idle cores (from the CPU time of the timed steps)\n"
+          f"  {_mmss(est['total'])} at this machine's current load (from their wall time; load average {load_s})")
+    print(f"  timed: up to {est['steps']} Adam steps of {est['timed_stacks']} representative stacks on {est['device']} with "
+          f"{est['threads']} torch thread(s), extrapolated to every chunk and laid out over {est['jobs']} "
+          f"{est['cluster']} job(s) on {est['cores']} core(s)")
+    for name, lab in (("cohorts", "cohorts ≤"), ("fits", "fits"), ("single", "single fits"), ("sae", "SAEs")):
+        print(f"  {lab} {_mmss(idle[name])} idle, {_mmss(est[name])} now"
+              + (" (to the step limit; they stop early at the target PSNR)" if name == "cohorts" else ""))
     print("  not included: process start-up, image loading, atom maps, ablations, figures, report and atlas")
 
 
