@@ -22,18 +22,18 @@ import resource
 import statistics
 import sys
 import time
+from contextlib import contextmanager
+from dataclasses import replace
 
 import torch
 from torch import nn
 
-from inrlens.config import NetConfig, TrainConfig, DataConfig
+from inrlens import nets, samples
+from inrlens.config import DataConfig, NetConfig, TrainConfig
 from inrlens.data import grid
 from inrlens.fit import Group, resolve_device, runtime_info, set_precision, train
 from inrlens.metrics import psnr_from_pm1_mse
 from inrlens.nets import Stack, draw_init, layer_dims
-from inrlens import nets, samples
-from contextlib import contextmanager
-from dataclasses import replace
 
 VARIANTS = {"fold_omega off": {"FOLD_OMEGA": False}, "fused_bias off": {"FUSED_BIAS": False},
             "fused_adam off": {"fused_adam": False},

@@ -21,10 +21,9 @@ import time
 import torch
 
 from inrlens.config import DataConfig, NetConfig, TrainConfig
-from inrlens.data import grid
+from inrlens.data import grid, samples
 from inrlens.fit import Group, resolve_device, runtime_info, set_precision, train
 from inrlens.nets import Stack, cohort_stack, transfer_stack
-from inrlens.data import samples
 
 # The paper grid (docs/protocol.md): sources/targets with their test-image counts and native pixel counts.
 PAPER_TARGETS = {"celeba_hq": (50, 256 * 256), "oasis": (50, 256 * 256), "kodak": (14, 768 * 512)}
@@ -133,7 +132,7 @@ def grid_estimate(rows: list[dict], res: dict, pixels: int, members: int, L: int
     fit_s = 0.0
     for _name, (n_test, px) in PAPER_TARGETS.items():
         scale = px / pixels
-        for k, s in per_member.items():
+        for _k, s in per_member.items():
             fit_s += BACKBONES * len(PAPER_SOURCES) * n_test * SEEDS * STEPS * s * scale
         fit_s += BACKBONES * n_test * SEEDS * STEPS * per_member["none"] * scale  # random init ≈ no-freeze cost
     coh_s = sum(BACKBONES * COHORT_STEPS * res["cohort_ms_step"] / 1e3 * px / pixels for px in PAPER_SOURCES.values())
@@ -149,8 +148,9 @@ def print_summary(r: dict) -> None:
           f"threads {rt['threads']}, tf32 {rt['tf32']}, compile {rt['compile']}, load avg {r['load_avg_1min']:.2f}")
     print("  k     trainable  ms/step cache  ms/step no-cache  cache speed-up  vs no-freeze (wall / CPU time)")
     for row in r["rows"]:
+        ratio = row["ms_step_nocache"] / row["ms_step_cache"]
         print(f"  {str(row['k']):5} {row['trainable_hidden']:9d}  {row['ms_step_cache']:13.2f}  {row['ms_step_nocache']:16.2f}  "
-              f"{row['ms_step_nocache'] / row['ms_step_cache']:13.2f}×  {100 * row['vs_nofreeze']:6.1f} % / {100 * row['vs_nofreeze_cpu']:5.1f} %")
+              f"{ratio:13.2f}×  {100 * row['vs_nofreeze']:6.1f} % / {100 * row['vs_nofreeze_cpu']:5.1f} %")
     print(f"  cohort step ({r['heads']} heads, shared encoder): {r['cohort_ms_step']:.2f} ms; single fit step: "
           f"{r['single_ms_step']:.2f} ms; ratio {r['cohort_vs_single']:.2f}× wall, {r['cohort_vs_single_cpu']:.2f}× CPU time")
     g = r["grid_estimate"]

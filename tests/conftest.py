@@ -49,7 +49,8 @@ def tiny_signals(n: int = 4, size: int = 16, channels: int = 3, seed: int = 0) -
     for i in range(n):
         r, c = rng.integers(0, 512 - 128, size=2)
         tile = img[r : r + 128, c : c + 128]
-        small = np.stack([np.asarray(Image.fromarray(tile[:, :, ch], mode="F").resize((size, size), Image.Resampling.BILINEAR)) for ch in range(3)], 2)
+        small = np.stack([np.asarray(Image.fromarray(tile[:, :, ch], mode="F").resize((size, size), Image.Resampling.BILINEAR))
+                          for ch in range(3)], 2)
         small = np.clip(small, 0, 1)
         if channels == 1:
             small = small.mean(2)

@@ -134,14 +134,15 @@ def test_cli_sae_atoms_ablate(tmp_path, capsys):
     inr = tmp_path / "fit" / "models" / "16x16"
     run = tmp_path / "sae"
     common = ["--sae.steps", "30", "--sae.batch", "128", "--device", "cpu", "--out", str(run)]
-    assert main(["sae", str(inr), *imgs, "--member", "img1", "--sweep-n", "16", "32", "--sweep-k", "2", "40", "--layers", "1", "2", *common]) == 0
+    sweep = ["--sweep-n", "16", "32", "--sweep-k", "2", "40", "--layers", "1", "2"]
+    assert main(["sae", str(inr), *imgs, "--member", "img1", *sweep, *common]) == 0
     rows = read_rows(run / "results.jsonl")  # k = 40 > n is skipped with a note
     assert len(rows) == 4 and {(r["layer"], r["n"], r["k"]) for r in rows} == {(l, n, 2) for l in (1, 2) for n in (16, 32)}
     assert all(r["image"] == "img1" and r["member"] == 1 and r["condition"] == "single-siren" for r in rows)
     assert all(0 <= r["alive_pct"] <= 100 and r["r2"] <= 1 for r in rows)
     assert (run / "figures" / "sweep.png").exists()
     # resume skips finished (layer, n, k)
-    assert main(["sae", str(inr), *imgs, "--member", "img1", "--sweep-n", "16", "32", "--sweep-k", "2", "40", "--layers", "1", "2", *common, "--resume"]) == 0
+    assert main(["sae", str(inr), *imgs, "--member", "img1", *sweep, *common, "--resume"]) == 0
     assert len(read_rows(run / "results.jsonl")) == 4
     assert main(["atoms", str(run), "--top", "5", "--device", "cpu"]) == 0
     t = load_tensors(run / "saes" / "L2_n32_k2" / "atoms.safetensors")

@@ -168,7 +168,8 @@ def test_stage_runs_resumes_and_draws_the_sae_rows(tmp_path, monkeypatch):
         cells_ = [x.strip() for x in line.strip("|").split("|")]
         assert cells_[:4] == [r["backbone"], str(r["depth"]), str(r["width"]), str(r["layer"])]
         assert [int(cells_[5]), int(cells_[6])] == [r["n"], r["k"]]
-        for col, key, d in ((4, "rel_depth", 2), (8, "psnr_sub", 2), (9, "r2", 3), (10, "alive_pct", 1), (11, "dead_pct", 1), (12, "rho", 3)):
+        cols = ((4, "rel_depth", 2), (8, "psnr_sub", 2), (9, "r2", 3), (10, "alive_pct", 1), (11, "dead_pct", 1), (12, "rho", 3))
+        for col, key, d in cols:
             assert float(cells_[col]) == pytest.approx(float(r[key]), abs=0.51 * 10 ** -d), (key, line)
 
     # the figure: rows = diagnostics + ρ, one column per backbone, one line per (depth, width), x = ℓ/(L−1)

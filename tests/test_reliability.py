@@ -26,8 +26,7 @@ from inrlens.config import DataConfig, NetConfig, TrainConfig
 from inrlens.data import ImageError, load_image, load_images, split
 from inrlens.fit import _groups_for, fit_cohort, fit_single, fit_transfer, train
 from inrlens.nets import Stack, cohort_stack
-from inrlens.store import (RunConflict, append_row, checkpoint_ready, done_keys, iter_rows, load_stack, prepare_run,
-                           save_stack)
+from inrlens.store import RunConflict, append_row, checkpoint_ready, done_keys, iter_rows, load_stack, prepare_run, save_stack
 
 SIREN = NetConfig(backbone="siren", width=16, depth=3)
 FFMLP = NetConfig(backbone="ffmlp", width=16, depth=3, ff_features=8, ff_sigma=2.0)
@@ -113,7 +112,8 @@ def test_sixteen_bit_and_palette_images_convert_exactly(tmp_path):
     def chunk(t: bytes, d: bytes) -> bytes:
         return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d) & 0xFFFFFFFF)
 
-    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 5, 4, 16, 2, 0, 0, 0)) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+    png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 5, 4, 16, 2, 0, 0, 0)) + chunk(b"IDAT", zlib.compress(raw))
+           + chunk(b"IEND", b""))
     (tmp_path / "rgb16.png").write_bytes(png)
     s = load_image(tmp_path / "rgb16.png")
     assert s.channels == 3

@@ -202,9 +202,10 @@ def test_faces_are_the_lfw_faces_resampled_once():
 
 
 def test_mri_field_of_view_holds_the_brain():
+    from pathlib import Path
+
     import nibabel as nib
     import nilearn
-    from pathlib import Path
 
     vol = np.asarray(nib.load(str(Path(nilearn.__file__).parent / "datasets" / "data" /
                                   "mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz")).get_fdata())

@@ -29,7 +29,7 @@ def _cluster_ready() -> str | None:
     return None
 
 
-def test_slurm_sweep_equals_local(sets, tmp_path):
+def test_slurm_sweep_equals_local(sets, tmp_path):  # noqa: F811  (sets: the fixture imported above)
     why = _cluster_ready()
     if why:
         pytest.skip(why)

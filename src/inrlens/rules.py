@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Iterable, Literal, Sequence, Union
+from collections.abc import Iterable, Sequence
+from typing import Any, Literal
 
 import numpy as np
 
@@ -19,7 +20,7 @@ Regime = Literal["single", "cohort", "transfer", "random"]
 """single: one INR per image from random init; cohort: STRAINER shared encoder + heads; transfer: a freeze-k or
 no-freeze fit from a cohort encoder; random: the random-init baseline of a sweep (a single-signal fit)."""
 
-Depth = Union[int, Literal["none", "random"]]
+Depth = int | Literal["none", "random"]
 """One regime of a freeze sweep: an int k (freeze layers 0..k), 'none' (no-freeze: every encoder layer starts
 from the cohort and trains) or 'random' (random-init baseline)."""
 
@@ -63,7 +64,7 @@ def parse_depths(items: Iterable[str | int | None], L: int) -> list[Depth]:
     out: list[Depth] = []
     items = list(items)
     if not items:
-        raise ValueError("no freeze depths given; use 'all', 'none', 'random' or k in 0..%d" % (L - 1))
+        raise ValueError(f"no freeze depths given; use 'all', 'none', 'random' or k in 0..{L - 1}")
     for d in items:
         if d is None:
             d = "none"

@@ -4,8 +4,9 @@ layer and condition, ablation maps. Every function reads arrays or result rows a
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -37,7 +38,8 @@ def sweep_heatmaps(rows: Sequence[dict[str, Any]], path: str | Path, title: str 
     layers = sorted({int(r["layer"]) for r in rows})
     ns = sorted({int(r["n"]) for r in rows})
     ks = sorted({int(r["k"]) for r in rows})
-    fig, axes = plt.subplots(len(layers), len(DIAGNOSTICS), figsize=(3.6 * len(DIAGNOSTICS), 2.8 * len(layers)), squeeze=False, layout="constrained")
+    fig, axes = plt.subplots(len(layers), len(DIAGNOSTICS), figsize=(3.6 * len(DIAGNOSTICS), 2.8 * len(layers)), squeeze=False,
+                             layout="constrained")
     for i, ell in enumerate(layers):
         for j, (key, label) in enumerate(DIAGNOSTICS):
             m = np.full((len(ns), len(ks)), np.nan)
