@@ -394,3 +394,22 @@ def _results_of(rows, tmp_path):
     for r in rows:
         append_row(d / "rows.jsonl", r)
     return d
+
+
+def test_sweep_report_md_states_the_findings_it_computes(results, tmp_path):
+    """inrlens report writes report.md beside the tables: the same findings (text and verdict) that
+    document.findings computes from the rows, the regime check, and the freeze figures; no SAE sections."""
+    from inrlens.report.document import findings
+    from inrlens.report.tables import summarise
+    from inrlens.store import read_rows
+
+    out = tmp_path / "rep"
+    paths = write_report(results, out)
+    md = (out / "report.md").read_text()
+    assert out / "report.md" in paths
+    assert md.startswith("# inrlens freeze-sweep report")
+    fs = findings(summarise(read_rows(results)), [], [])
+    for f in fs:
+        assert f"**{f.verdict}**" in md
+    assert "## Regime check" in md and "freeze_sweep_siren.png" in md
+    assert "## Sparse autoencoders" not in md and "## Ablations" not in md

@@ -4,7 +4,8 @@ from pathlib import Path as _Path
 
 
 def write_report(run_dir, out=None, analogues=None, noise=()) -> list[_Path]:
-    """Freeze-study tables (Markdown + LaTeX), figures (PNG + PDF) and summary.json from a run's results.
+    """Freeze-study tables (Markdown + LaTeX), figures (PNG + PDF), summary.json and report.md (regime check,
+    findings with their verdicts, other backbones, noise sources) from a run's results.
 
     run_dir: a sweep folder (its results/ is read) or any folder / file of result JSONL rows.
     out: where to write (default run_dir/report). analogues: {target: paper dataset} for the regime check in
@@ -42,4 +43,19 @@ def write_report(run_dir, out=None, analogues=None, noise=()) -> list[_Path]:
         written += figures.freeze_sweep(summary, b, out)
         written += figures.rank_profiles(summary, b, out)
     written += figures.freeze_backbones(summary, out)  # every backbone side by side
+    written.append(_write_findings(run_dir, out, rows, written, analogues, [*noise, *tables.sweep_noise_sources(run_dir)]))
     return written
+
+
+def _write_findings(run_dir, out, rows, written, analogues, noise) -> _Path:
+    """report.md beside the tables: the regime check, the findings with their verdicts, the other backbones and
+    noise sources, and the figures — the sweep part of what ``inrlens reproduce`` writes."""
+    from ..store import atomic_write_text
+    from .document import build
+
+    figs = [p for p in written if p.suffix == ".png"]
+    md, _ = build(out, {"run folder": str(run_dir)}, rows, [], [], figs, analogues=analogues, noise=tuple(noise),
+                  title=f"# inrlens freeze-sweep report — `{run_dir.name}`", probes=False)
+    p = out / "report.md"
+    atomic_write_text(p, md)
+    return p

@@ -89,14 +89,16 @@ def build(run_dir: Path, meta: dict[str, Any], sweep_rows: Sequence[dict[str, An
           galleries: Sequence[tuple[str, Path]] = (), ablation_figs: Sequence[tuple[str, Path]] = (), atlas: Path | None = None,
           analogues: dict[str, str] | None = None, semantics: Sequence[dict[str, Any]] | None = None,
           semantics_figure: Path | None = None, depth_width: Sequence[dict[str, Any]] | None = None,
-          depth_width_figure: Path | None = None, depth_width_note: str = "", noise: Sequence[str] = ()) -> tuple[str, list[Finding]]:
+          depth_width_figure: Path | None = None, depth_width_note: str = "", noise: Sequence[str] = (),
+          title: str | None = None, probes: bool = True) -> tuple[str, list[Finding]]:
     """The report as Markdown (and the findings it states). Paths are written relative to run_dir. ``analogues``
     {target: paper dataset} tells the regime check which paper band a target is compared with. ``semantics``
     (None = no section) adds "Atom semantics" with ``semantics_figure``; ``depth_width`` (None = no section) adds
     "Depth × width" with its figure and ``depth_width_note`` (the study's setup) before the table. ``noise``: sources
     whose encoders were trained on noise, besides those the cohort rows and ``run_dir/sweep/run.json`` name
     (:func:`inrlens.report.tables.noise_sources`). Backbones other than SIREN and FFMLP, and noise sources, get
-    the section "Beyond the paper: other backbones" (:func:`beyond_section`)."""
+    the section "Beyond the paper: other backbones" (:func:`beyond_section`). ``title`` replaces the heading;
+    ``probes=False`` leaves out the SAE and ablation sections (a sweep's own report has none)."""
     from . import tables
 
     run_dir = Path(run_dir)
@@ -105,15 +107,16 @@ def build(run_dir: Path, meta: dict[str, Any], sweep_rows: Sequence[dict[str, An
     if summary is not None and not summary["table1"]:
         summary = None
     fs = findings(summary, sae_rows, abl_rows)
-    md = [f"# inrlens reproduction report — preset `{meta.get('preset', '?')}`", ""]
+    md = [title or f"# inrlens reproduction report — preset `{meta.get('preset', '?')}`", ""]
     md += setup_section(meta, [*sweep_rows, *sae_rows])
     md += findings_section(fs)
     md += beyond_section(summary, sae_rows, abl_rows)
     if summary is not None:
         md += regime_section(summary)
     md += freeze_section(summary, figures, run_dir)
-    md += sae_section(sae_rows, sae_figures, galleries, run_dir)
-    md += ablation_section(abl_rows, ablation_figs, run_dir)
+    if probes:
+        md += sae_section(sae_rows, sae_figures, galleries, run_dir)
+        md += ablation_section(abl_rows, ablation_figs, run_dir)
     if semantics is not None:
         md += semantics_section(semantics, semantics_figure, run_dir)
     if depth_width is not None:
