@@ -260,6 +260,40 @@ register_key_fields(TrainConfig, ("steps", "lr", "log_every", "target_psnr", "tf
 register_key_fields(DataConfig, ("size", "square", "channels", "max_pixels", "on_bad_file"))
 
 
+def read_table_file(path: str | os.PathLike, what: str, python: Any = None) -> dict[str, Any]:
+    """The top-level table of a definition file (``what``: e.g. "sweep definition") as a plain dict: TOML, YAML,
+    or — when ``python`` is given — a .py file, passed to ``python(path)``. A missing file, a syntax error, another
+    suffix or a top level that is not a table are one-line errors naming the file."""
+    from pathlib import Path
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such {what}")
+    suf = path.suffix.lower()
+    if suf == ".toml":
+        import tomllib
+
+        try:
+            d = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as e:
+            raise ValueError(f"{path}: invalid TOML ({e})") from None
+    elif suf in (".yaml", ".yml"):
+        import yaml
+
+        try:
+            d = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ValueError(f"{path}: invalid YAML ({str(e).splitlines()[0]})") from None
+    elif suf == ".py" and python is not None:
+        d = python(path)
+    else:
+        kinds = ".toml, .yaml/.yml or .py" if python is not None else ".toml or .yaml/.yml"
+        raise ValueError(f"{path}: {what}s are {kinds} files")
+    if not isinstance(d, dict):
+        raise ValueError(f"{path}: expected a table/mapping at the top level")
+    return d
+
+
 def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
@@ -368,5 +402,6 @@ __all__ = [
     "register_key_fields",
     "KEY_FIELDS",
     "from_dict",
+    "read_table_file",
     "field",
 ]

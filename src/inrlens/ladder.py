@@ -549,30 +549,11 @@ def load_ladder_file(path: str | Path) -> tuple[LadderSpec, ExecSpec | None]:
     {name = path} or a list of "name=path"), the base sweep as a ``[base]`` table (SweepSpec fields, nested tables
     overriding the ladder's defaults field by field) and an optional ``[exec]`` table. Unknown keys and wrong
     types are one-line errors naming the file and the field."""
+    from .config import read_table_file
     from .sweep import spec_from_dict
 
     path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such ladder definition")
-    suf = path.suffix.lower()
-    if suf == ".toml":
-        import tomllib
-
-        try:
-            d = tomllib.loads(path.read_text())
-        except tomllib.TOMLDecodeError as e:
-            raise ValueError(f"{path}: invalid TOML ({e})") from None
-    elif suf in (".yaml", ".yml"):
-        import yaml
-
-        try:
-            d = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise ValueError(f"{path}: invalid YAML ({str(e).splitlines()[0]})") from None
-    else:
-        raise ValueError(f"{path}: ladder definitions are .toml or .yaml/.yml files")
-    if not isinstance(d, dict):
-        raise ValueError(f"{path}: expected a table/mapping at the top level")
+    d = read_table_file(path, "ladder definition")
     d = dict(d)
     exd = d.pop("exec", None)
     based = d.pop("base", {})

@@ -22,7 +22,17 @@ from typing import Annotated, Any, Literal, TypeVar
 import tyro
 from tyro.conf import UseAppendAction
 
-from ..config import DataConfig, NetConfig, TrainConfig, config_hash, from_dict, key_dict, register_key_fields, to_dict
+from ..config import (
+    DataConfig,
+    NetConfig,
+    TrainConfig,
+    config_hash,
+    from_dict,
+    key_dict,
+    read_table_file,
+    register_key_fields,
+    to_dict,
+)
 from ..rules import check_seeds, parse_depths
 
 Cluster = Literal["local", "debug", "slurm"]
@@ -219,37 +229,17 @@ def parse_data(items: Sequence[str]) -> dict[str, str]:
 # ------------------------------------------------------------------------------------------------ files
 def load_spec_file(path: str | Path) -> dict[str, Any]:
     """A sweep definition from TOML, YAML or Python (a dict ``SWEEP`` or a SweepSpec ``SPEC``) → plain dict."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such sweep definition")
-    suf = path.suffix.lower()
-    if suf == ".toml":
-        import tomllib
 
-        try:
-            d = tomllib.loads(path.read_text())
-        except tomllib.TOMLDecodeError as e:
-            raise ValueError(f"{path}: invalid TOML ({e})") from None
-    elif suf in (".yaml", ".yml"):
-        import yaml
-
-        try:
-            d = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise ValueError(f"{path}: invalid YAML ({str(e).splitlines()[0]})") from None
-    elif suf == ".py":
+    def from_python(p: Path) -> Any:
         import runpy
 
-        ns = runpy.run_path(str(path))
+        ns = runpy.run_path(str(p))
         obj = ns.get("SPEC", ns.get("SWEEP"))
         if obj is None:
-            raise ValueError(f"{path}: define SWEEP = dict(...) or SPEC = SweepSpec(...)")
-        d = to_dict(obj)
-    else:
-        raise ValueError(f"{path}: sweep definitions are .toml, .yaml/.yml or .py files")
-    if not isinstance(d, dict):
-        raise ValueError(f"{path}: expected a table/mapping at the top level")
-    return d
+            raise ValueError(f"{p}: define SWEEP = dict(...) or SPEC = SweepSpec(...)")
+        return to_dict(obj)
+
+    return read_table_file(path, "sweep definition", python=from_python)
 
 
 _ROOT = "sweep"  # the name from_dict gives the top level; replaced by the source in messages
