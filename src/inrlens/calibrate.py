@@ -212,7 +212,7 @@ def markdown(rows: Sequence[Mapping[str, Any]], meta: Mapping[str, Any] | None =
                     cells.append("n/a")
                     continue
                 mark = "✓" if r["inside"] else ("" if r["inside"] is None else
-                                                 f"{'+' if r['mean'] > r['paper'][1] else '−'}{max(r['distance'], 0.1):.1f}")
+                                                 f"{'+' if r['mean'] > r['paper'][1] else '−'}{r['distance']:.{1 if r['distance'] >= 0.1 else 2}f}")
                 n_in += bool(r["inside"])
                 n_b += r["inside"] is not None
                 cells.append(f"{r['mean']:.1f} ± {r['std']:.1f}{'' if r['exact'] else '*'} {mark}".rstrip())
