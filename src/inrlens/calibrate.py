@@ -211,8 +211,9 @@ def markdown(rows: Sequence[Mapping[str, Any]], meta: Mapping[str, Any] | None =
                 if r is None or not math.isfinite(r["mean"]):
                     cells.append("n/a")
                     continue
+                d = r["distance"]
                 mark = "✓" if r["inside"] else ("" if r["inside"] is None else
-                                                 f"{'+' if r['mean'] > r['paper'][1] else '−'}{r['distance']:.{1 if r['distance'] >= 0.1 else 2}f}")
+                                                 f"{'+' if r['mean'] > r['paper'][1] else '−'}{d:.{1 if d >= 0.1 else 2}f}")
                 n_in += bool(r["inside"])
                 n_b += r["inside"] is not None
                 cells.append(f"{r['mean']:.1f} ± {r['std']:.1f}{'' if r['exact'] else '*'} {mark}".rstrip())

@@ -506,7 +506,9 @@ def estimate_time(plan: Resolved, counts: dict[str, Any], steps: int = 20, log=l
                   max_pixels: int = 65536) -> dict[str, Any]:
     """Wall-time estimate on this machine. For each distinct (backbone, grid shape, channels, width, trainable
     layers) one representative stack is timed for ``steps`` Adam steps (fewer when they would take over a second)
-    with as many members as fit ``max_pixels`` member-pixels; its time per member and step is extrapolated to
+    with as many members as fit ``max_pixels`` member-pixels at width 32 (× 32 / width for wider nets, at least
+    1024; a larger grid is timed at that many pixels and scaled by its pixel count); its time per member and step
+    is extrapolated to
     every chunk of fits and every cohort, which are then laid out over the jobs as the sweep deals them; the
     in-process stages (single fits, SAEs) likewise. Two figures: from the CPU time of the timed steps (what idle
     cores would take) and from their wall time (at the machine's current load). It does not see process
@@ -530,9 +532,16 @@ def estimate_time(plan: Resolved, counts: dict[str, Any], steps: int = 20, log=l
     cache: dict[tuple, tuple[float, float]] = {}
 
     def per_step(kind: str, net: Any, shape: tuple[int, int], channels: int, start: int, members: int) -> tuple[float, float]:
-        """(wall, cpu) seconds per step of a stack of ``members``; cohorts are timed whole (one shared encoder)."""
-        m_t = members if kind == "cohort" else max(1, min(members, max_pixels // (shape[0] * shape[1])))
-        key = (kind, net.backbone, net.width, net.ff_features, net.depth, shape, channels, start, m_t)
+        """(wall, cpu) seconds per step of a stack of ``members``; cohorts are timed with all their heads (one shared
+        encoder). A grid larger than ``max_pixels`` is timed on a smaller grid of the same aspect and scaled by the
+        pixel count (every layer's cost is linear in it)."""
+        h, w = shape
+        budget = max(1024, int(max_pixels * 32 / max(32, net.width)))  # fewer pixels for wider nets (time stays short)
+        m_t = members if kind == "cohort" else max(1, min(members, budget // (h * w)))
+        r = min(1.0, (budget / (h * w)) ** 0.5)
+        shape_t = (max(3, round(h * r)), max(3, round(w * r)))
+        px = (h * w) / (shape_t[0] * shape_t[1])
+        key = (kind, net.backbone, net.width, net.ff_features, net.depth, shape_t, channels, start, m_t)
         if key not in cache:
             if kind == "cohort":
                 st = cohort_stack(net, channels, m_t, 0)
@@ -541,11 +550,12 @@ def estimate_time(plan: Resolved, counts: dict[str, Any], steps: int = 20, log=l
                                     channels)
             else:
                 st = Stack.init(net, channels, list(range(m_t)))
-            cache[key] = _time_steps(st, shape, channels, start, dev, steps)
-            log(f"timed {kind} {net.backbone} width {net.width} {shape[0]}×{shape[1]} from layer {start}, {m_t} "
+            cache[key] = _time_steps(st, shape_t, channels, start, dev, steps)
+            log(f"timed {kind} {net.backbone} width {net.width} {shape_t[0]}×{shape_t[1]} from layer {start}, {m_t} "
                 f"member(s): {cache[key][0] * 1e3:.1f} ms/step")
-        w, c = cache[key]
-        return w * members / m_t, c * members / m_t
+        wall_s, cpu_s = cache[key]
+        k = px * (1.0 if kind == "cohort" else members / m_t)
+        return wall_s * k, cpu_s * k
 
     jobs = max(1, int(plan.ex.jobs))
     # cohorts: dealt round-robin over the jobs, each trained to its step limit (an upper bound: they stop early)
@@ -620,6 +630,11 @@ def _channels(gp: Any, cohort: Any) -> int:
 
 
 def _mmss(sec: float) -> str:
+    """'42 s', '3 min 07 s', '2 h 05 min', '3.4 days'."""
+    if sec >= 2 * 86400:
+        return f"{sec / 86400:.1f} days"
+    if sec >= 2 * 3600:
+        return f"{int(sec // 3600)} h {int(round(sec % 3600 / 60)):02d} min"
     return f"{int(sec // 60)} min {int(round(sec % 60)):02d} s" if sec >= 60 else f"{sec:.0f} s"
 
 
