@@ -17,13 +17,12 @@ class Calibrate:
     """No-freeze test PSNR per (backbone, target) for candidate widths × lrs × steps, beside the paper's band."""
 
     preset: str = "demo"
-    """Preset whose datasets, [study] analogues and sweep settings are calibrated ('demo', 'cpu', 'paper' or a
-    .toml path)."""
+    """Preset whose datasets, [study] analogues and sweep settings are calibrated: demo, cpu, paper or a .toml path."""
     data: UseAppendAction[tuple[str, ...]] = ()
     """Datasets NAME=PATH added to / replacing the preset's (as for `inrlens reproduce`)."""
     out: Path | None = None
-    """Output folder (default runs/calibrate-<preset>): calibration.md, calibration.json, runs/ with the cohorts
-    and fit rows (a rerun skips what is there)."""
+    """Output folder (default runs/calibrate-<preset>): calibration.md, calibration.json, runs/ (cohorts, fit rows).
+    A rerun into the same folder skips the fits already there."""
     backbones: tuple[str, ...] = ()
     """Backbones to calibrate (default: the preset's)."""
     width: tuple[int, ...] = ()
@@ -31,8 +30,8 @@ class Calibrate:
     lr: tuple[float, ...] = ()
     """Candidate test-time learning rates (default: each backbone's in the preset)."""
     steps: tuple[int, ...] = ()
-    """Candidate test-time step counts (default: each backbone's in the preset); shorter ones are read from the
-    curve of the longest fit."""
+    """Candidate test-time step counts (default: each backbone's in the preset).
+    Shorter ones are read from the curve of the longest fit."""
     n_test: int | None = None
     """Test images per target (default: the preset's n_test)."""
     seeds: tuple[int, ...] = ()

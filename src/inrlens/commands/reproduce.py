@@ -710,8 +710,8 @@ class Reproduce:
     device: str | None = None
     """Override the preset's [exec] device ('cpu', 'cuda', 'auto')."""
     plan: bool = False
-    """Print what the preset would run (cohorts, fits per backbone and regime, SAEs, ablations) and an estimate of
-    its wall time on this machine from a few timed steps, then exit without writing anything."""
+    """Print what the preset would run (cohorts, fits per backbone and regime, SAEs, ablations) and exit.
+    With an estimate of its wall time on this machine from a few timed steps; nothing is written."""
 
     def run(self) -> None:
         from tqdm.auto import tqdm
