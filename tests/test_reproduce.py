@@ -531,3 +531,23 @@ def test_plan_counts_match_the_sweep_and_write_nothing(tmp_path, capsys):
     idle = est["idle"]
     assert idle["total"] == pytest.approx(idle["cohorts"] + idle["fits"] + idle["single"] + idle["sae"]) and idle["total"] > 0
     assert not run.exists()
+
+
+def test_report_command_takes_analogues(tmp_path, capsys):
+    """`inrlens report RUN --analogue faces=celeba` puts faces' no-freeze PSNR beside CelebA's band in summary.json
+    and report.md; without the flag the band is unknown; a bad value is one line and writes nothing."""
+    from inrlens.store import append_row
+
+    res = tmp_path / "sweep" / "results"
+    for r in synthetic_rows():
+        append_row(res / "rows.jsonl", dict(r, target="faces") if r.get("kind") == "fit" else r)
+    out = tmp_path / "rep"
+    assert main(["report", str(tmp_path / "sweep"), "--out", str(out), "--analogue", "faces=CelebA"]) == 0
+    reg = {r["backbone"]: r for r in json.loads((out / "summary.json").read_text())["regime"]}
+    assert reg["siren"]["paper"] == [43.0, 43.0] and reg["siren"]["paper_dataset"] == "celeba"
+    assert "faces (as celeba)" in (out / "report.md").read_text()
+    assert main(["report", str(tmp_path / "sweep"), "--out", str(tmp_path / "plain")]) == 0
+    assert json.loads((tmp_path / "plain" / "summary.json").read_text())["regime"][0]["paper"] is None
+    capsys.readouterr()
+    assert main(["report", str(tmp_path / "sweep"), "--out", str(tmp_path / "bad"), "--analogue", "faces"]) == 2
+    assert "--analogue expects NAME=" in capsys.readouterr().err and not (tmp_path / "bad").exists()

@@ -140,11 +140,20 @@ class Report:
     noise: tuple[str, ...] = ()
     """Sources whose encoders were trained on noise, besides those the results or the sweep's run.json mark as
     ``noise:…`` datasets (Table 1 marks them; noise_vs_image.md compares them with the image-trained sources)."""
+    analogue: tyro.conf.UseAppendAction[tuple[str, ...]] = ()
+    """Which paper dataset a target stands in for, NAME=celeba|oasis|kodak (repeatable), for the regime check.
+    Targets named celeba, oasis or kodak need none (see docs/presets.md)."""
 
     def run(self) -> None:
         from ..report import write_report
+        from ..stats import check_analogues
 
+        pairs = [a.partition("=") for a in self.analogue]
+        bad = [a for a, (k, sep, v) in zip(self.analogue, pairs) if not (k and sep and v)]
+        if bad:
+            raise ValueError(f"--analogue expects NAME=celeba|oasis|kodak, got {bad[0]!r}")
+        analogues = check_analogues({k: v for k, _, v in pairs})
         _check_report_paths(self.run_dir, self.out)
-        paths = write_report(self.run_dir, self.out, noise=self.noise)
+        paths = write_report(self.run_dir, self.out, analogues=analogues, noise=self.noise)
         for p in paths:
             print(p)
