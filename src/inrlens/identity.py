@@ -15,7 +15,6 @@ results files set aside by ``--overwrite``. docs/run-folder.md ("Identities") st
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
@@ -25,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from .store import CFG_NAME, COHORTS_DIR, MODEL_NAME, RESULTS_DIR, RESULTS_NAME, RUN_NAME, prepare_run
+from .store.checkpoints import file_sha256
 
 REPLACED_TAG = ".replaced-"
 """Marks a results file moved aside by ``--overwrite`` (``results.jsonl.replaced-20250101-120000``)."""
@@ -34,15 +34,6 @@ SAE_WEIGHTS = "sae.safetensors"
 def short(digest: str | None) -> str:
     """A digest as messages show it: its first 8 hex digits and '…' ('none' when there is none)."""
     return f"{digest[:8]}…" if digest else "none"
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """sha256 (64 hex digits) of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def checkpoint_digest(folder: str | os.PathLike) -> str | None:

@@ -15,13 +15,12 @@ Single-signal lr 5e-4 (the reference image-fitting script).
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor
 
 from .. import nets
 from .base import Backbone
+from .siren import sine_init
 
 
 class Finer(Backbone):
@@ -32,11 +31,7 @@ class Finer(Backbone):
     description = "variable-periodic sines sin(ω₀(|z|+1)z) on raw coordinates (Liu et al. 2024)"
 
     def init_layer(self, cfg, ell: int, fan_in: int, fan_out: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
-        a = 1.0 / fan_in if ell == 0 else math.sqrt(6.0 / fan_in) / cfg.finer_omega0
-        w = torch.empty(fan_in, fan_out).uniform_(-a, a, generator=generator)
-        k = cfg.finer_first_bias if (ell == 0 and cfg.finer_first_bias is not None) else 1.0 / math.sqrt(fan_in)
-        b = torch.empty(1, fan_out).uniform_(-k, k, generator=generator)
-        return w, b
+        return sine_init(ell, fan_in, fan_out, cfg.finer_omega0, generator, cfg.finer_first_bias)
 
     def hidden(self, cfg, ell: int, h: Tensor, w: Tensor, b: Tensor) -> Tensor:
         z = nets.linear(h, w, b)

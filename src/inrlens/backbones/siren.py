@@ -18,6 +18,17 @@ from .. import nets
 from .base import Backbone
 
 
+def sine_init(ell: int, fan_in: int, fan_out: int, omega0: float, generator: torch.Generator,
+              first_bias: float | None = None) -> tuple[Tensor, Tensor]:
+    """SIREN's layer init, also FINER's: W₀ ~ U(±1/in), later W ~ U(±√(6/in)/ω₀); b ~ U(±1/√in), or U(±first_bias)
+    at layer 0 when given. W is drawn before b from ``generator``."""
+    a = 1.0 / fan_in if ell == 0 else math.sqrt(6.0 / fan_in) / omega0
+    w = torch.empty(fan_in, fan_out).uniform_(-a, a, generator=generator)
+    k = first_bias if (ell == 0 and first_bias is not None) else 1.0 / math.sqrt(fan_in)
+    b = torch.empty(1, fan_out).uniform_(-k, k, generator=generator)
+    return w, b
+
+
 class Siren(Backbone):
     """Sine activations with frequency ω₀; no input encoding."""
 
@@ -26,11 +37,7 @@ class Siren(Backbone):
     description = "sine activations sin(ω₀(Wh + b)) on raw coordinates (Sitzmann et al. 2020)"
 
     def init_layer(self, cfg, ell: int, fan_in: int, fan_out: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
-        a = 1.0 / fan_in if ell == 0 else math.sqrt(6.0 / fan_in) / cfg.omega0
-        w = torch.empty(fan_in, fan_out).uniform_(-a, a, generator=generator)
-        bb = 1.0 / math.sqrt(fan_in)
-        b = torch.empty(1, fan_out).uniform_(-bb, bb, generator=generator)
-        return w, b
+        return sine_init(ell, fan_in, fan_out, cfg.omega0, generator)
 
     def hidden(self, cfg, ell: int, h: Tensor, w: Tensor, b: Tensor) -> Tensor:
         w0 = cfg.omega0_first if ell == 0 else cfg.omega0

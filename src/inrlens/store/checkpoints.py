@@ -31,7 +31,7 @@ def save_stack(stack: Stack, folder: str | os.PathLike, meta: dict[str, Any] | N
     def write(tmp: Path) -> None:
         nonlocal digest
         save_file(tensors, str(tmp))
-        digest = _sha256(tmp)
+        digest = file_sha256(tmp)
 
     atomic_write(folder / MODEL_NAME, write)
     # cfg.json goes last and names the model's digest: a writer killed between the two renames leaves a pair
@@ -41,7 +41,8 @@ def save_stack(stack: Stack, folder: str | os.PathLike, meta: dict[str, Any] | N
     return folder
 
 
-def _sha256(path: str | os.PathLike) -> str:
+def file_sha256(path: str | os.PathLike) -> str:
+    """sha256 (64 hex digits) of a file's bytes: the digest checkpoints record and rows refer to."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -60,7 +61,7 @@ def _read_cfg(folder: Path) -> dict[str, Any]:
     if not isinstance(cfg, dict) or "net" not in cfg or "out_features" not in cfg:
         raise ValueError(f"{cfg_path}: not an inrlens checkpoint config (needs 'net' and 'out_features')")
     want = cfg.get("model_sha256")  # absent in checkpoints written before the digest was recorded
-    if want is not None and _sha256(model_path) != want:
+    if want is not None and file_sha256(model_path) != want:
         raise ValueError(f"{folder}: incomplete checkpoint ({MODEL_NAME} does not match {CFG_NAME}; a writer was interrupted); "
                          "rerun the command that wrote it")
     return cfg
