@@ -215,6 +215,43 @@ def test_transfer_random_lr_enters_the_config_only_where_it_changed(tmp_path):
     assert same[0]["key"] == _key(old, same[0]["image_digest"], 0, "random", None, enc) and same[0]["lr"] == 1e-4
 
 
+def test_transfer_reinit_matches_fit_transfer_and_enters_the_config(tmp_path, capsys):
+    """``reinit`` reaches the freeze-k fits exactly as ``fit_transfer(reinit=…)`` draws them, enters run.json and the
+    keys only when it is not 'fresh', and ``inrlens transfer --reinit`` is the same call; a bad value is refused
+    before the folder exists. A single fit's std is n/a in the printed table, not 0."""
+    data = DataConfig(size=8)
+    sigs = faces(8, 6)
+    net = NetConfig(width=8, depth=3)
+    train = TrainConfig(steps=3)
+    inrlens.train_cohort(sigs, tmp_path / "c", net, train, n=3, data=data, **QUIET)
+    alt = inrlens.transfer_images(tmp_path / "c", sigs, tmp_path / "alt", ("0", "2", "none"), train=train, data=data, limit=1,
+                                  reinit="first_layer_rule", lpips=False, **QUIET)
+    fresh = inrlens.transfer_images(tmp_path / "c", sigs, tmp_path / "fresh", ("0", "2", "none"), train=train, data=data,
+                                    limit=1, lpips=False, **QUIET)
+    enc, _ = inrlens.load_stack(tmp_path / "c")
+    target = [s for s in sigs if s.name == alt[0]["image"]]
+    for k, row in zip((0, 2, None), alt):
+        _, _, ref = inrlens.fit_transfer(enc, target, k, TrainConfig(steps=3, lr=1e-4), progress=False, with_lpips=False,
+                                         reinit="first_layer_rule")
+        assert row["psnr"] == ref[0].psnr
+    assert alt[0]["psnr"] != fresh[0]["psnr"]  # k = 0: layer 1 drawn by the first-layer rule
+    assert [a["psnr"] for a in alt[1:]] == [f["psnr"] for f in fresh[1:]]  # k = L−1 and no-freeze re-draw only the head
+    assert json.loads((tmp_path / "alt" / "run.json").read_text())["reinit"] == "first_layer_rule"
+    assert "reinit" not in json.loads((tmp_path / "fresh" / "run.json").read_text())
+    assert alt[0]["reinit"] == "first_layer_rule" and "reinit" not in fresh[0]
+    assert not {r["key"] for r in alt} & {r["key"] for r in fresh}
+    with pytest.raises(ValueError, match="reinit must be one of"):
+        inrlens.transfer_images(tmp_path / "c", sigs, tmp_path / "bad", ("0",), data=data, reinit="zeros", **QUIET)
+    assert not (tmp_path / "bad").exists()
+
+    assert main(["transfer", str(tmp_path / "c"), "sample:faces", "--data.size", "8", "--out", str(tmp_path / "cli"),
+                 "--freeze", "0", "--limit", "1", "--train.steps", "3", "--reinit", "first_layer_rule", "--no-lpips"]) in (0, None)
+    cli = read_rows(tmp_path / "cli" / "results.jsonl")
+    assert [r["psnr"] for r in cli] == [alt[0]["psnr"]]
+    table = capsys.readouterr().out
+    assert re.search(r"^k=0\s+1\s+\S+\s+n/a\s", table, re.M), table
+
+
 # ------------------------------------------------------------------------------------------------ results()
 def test_results_on_fit_transfer_sweep_and_reproduce_folders(tmp_path):
     data = DataConfig(size=8)

@@ -29,6 +29,7 @@ rule ``inrlens sweep`` and ``inrlens reproduce`` use) and are recorded in every 
 
 from __future__ import annotations
 
+import math
 import os
 import warnings
 from collections.abc import Callable, Iterable, Sequence
@@ -272,13 +273,16 @@ def _transfer_plan(encoder: Any, encoder_dir: str | os.PathLike, depths: Sequenc
 
 
 def _transfer_config(encoder_dir: str | os.PathLike, train: TrainConfig, data: DataConfig, seeds: list[int],
-                     regimes: Sequence[Any], lr_random: float) -> dict[str, Any]:
-    """A transfer run's run.json config; ``random_lr`` only when the baseline's lr is not :data:`LEGACY_RANDOM_LR`'s."""
+                     regimes: Sequence[Any], lr_random: float, reinit: str = "fresh") -> dict[str, Any]:
+    """A transfer run's run.json config; ``random_lr`` only when the baseline's lr is not :data:`LEGACY_RANDOM_LR`'s,
+    ``reinit`` only when it is not the default 'fresh' (so folders written before either option keep resuming)."""
     conf: dict[str, Any] = {"cmd": "transfer", "encoder": str(encoder_dir), "train": key_dict(train), "data": data,
                             "seeds": seeds}  # key_dict: without checkpoint_every, which changes no result
     legacy = train.lr if train.lr is not None else LEGACY_RANDOM_LR
     if "random" in regimes and lr_random != legacy:
         conf["random_lr"] = lr_random
+    if reinit != "fresh":
+        conf["reinit"] = reinit
     return conf
 
 
@@ -294,13 +298,14 @@ def _check_transfer_memory(encoder: Any, sigs: Sequence[Signal], regimes: Sequen
 
 
 def _fit_at_depth(encoder: Any, group: Sequence[Signal], regime: str, freeze: int | None, train: TrainConfig,
-                  seeds: Sequence[int], progress: bool, lpips: bool) -> tuple[Any, list[MemberResult]]:
+                  seeds: Sequence[int], progress: bool, lpips: bool, reinit: str = "fresh") -> tuple[Any, list[MemberResult]]:
     """Fit one shape group at one depth: the random-init baseline (a single-signal fit of the encoder's
-    architecture) or a transfer from the encoder with layers 0..freeze frozen."""
+    architecture) or a transfer from the encoder with layers 0..freeze frozen (re-initialised layers drawn by
+    ``reinit``, :func:`inrlens.nets.transfer_stack`)."""
     if regime == "random":
         _, fr, res = fit_single(group, encoder.cfg, train, seeds, progress=progress, with_lpips=lpips)
     else:
-        _, fr, res = fit_transfer(encoder, group, freeze, train, seeds, progress=progress, with_lpips=lpips)
+        _, fr, res = fit_transfer(encoder, group, freeze, train, seeds, progress=progress, with_lpips=lpips, reinit=reinit)
     return fr, res
 
 
@@ -314,6 +319,7 @@ def transfer_images(
     train: TrainConfig = TrainConfig(),
     data: DataConfig = DataConfig(),
     random_lr: float | None = None,
+    reinit: str = "fresh",
     include_cohort: bool = False,
     limit: int | None = None,
     lpips: bool = True,
@@ -332,17 +338,23 @@ def transfer_images(
     ``include_cohort``; ``limit`` keeps the first N of the rest. Keys and rows hold the encoder checkpoint's
     digest (``encoder_sha256``): after the encoder is retrained in place, a resume refits every row. lr: transfer
     fits ``train.lr`` else :data:`inrlens.rules.TRANSFER_LR`; the random-init baseline ``random_lr`` else the
-    backbone's single-signal lr — the rules of ``inrlens sweep``.
+    backbone's single-signal lr — the rules of ``inrlens sweep``. ``reinit``: how the re-initialised layers of a
+    freeze-k fit are drawn ('fresh' or 'first_layer_rule', :func:`inrlens.nets.transfer_stack`), as the sweep's
+    ``reinit``; a value other than 'fresh' is part of the run's config (its rows get their own keys).
 
     Every bad input (a depth outside 0..L−1, no image left) is refused before ``out`` is touched. Returns one
     row per (depth × image × seed): fresh rows for the stacks fitted now, stored rows for those a resume skipped.
     """
     seeds = rules.check_seeds(seeds, "seeds")
+    from .nets import REINIT_CHOICES
+
+    if reinit not in REINIT_CHOICES:
+        raise ValueError(f"reinit must be one of {', '.join(map(repr, REINIT_CHOICES))}, got {reinit!r}")
     encoder, meta = load_stack(encoder_dir)
     enc_digest = checkpoint_digest(encoder_dir)
     sigs = _transfer_targets(signals, encoder, meta, encoder_dir, include_cohort, limit)
     regimes, lr_transfer, lr_random = _transfer_plan(encoder, encoder_dir, depths, train, random_lr)
-    conf = _transfer_config(encoder_dir, train, data, seeds, regimes, lr_random)
+    conf = _transfer_config(encoder_dir, train, data, seeds, regimes, lr_random, reinit)
     _check_transfer_memory(encoder, sigs, regimes, train)
     folder = RunFolder(prepare_fresh(out, conf, resume, overwrite, log=log))
     done = done_keys(folder.results_jsonl)  # keys hold the encoder's digest: rows of an earlier encoder never match
@@ -359,9 +371,11 @@ def transfer_images(
             if all(k in done for k in keys):
                 rows += _stored(folder.results_jsonl, keys)
                 continue
-            fr, res = _fit_at_depth(encoder, group, regime, freeze, replace(train, lr=lr), seeds, progress, lpips)
+            fr, res = _fit_at_depth(encoder, group, regime, freeze, replace(train, lr=lr), seeds, progress, lpips, reinit)
             base = {"regime": regime, "freeze": freeze, "config": chash, "net": to_dict(encoder.cfg), "train": to_dict(train),
                     "runtime": info, "encoder": str(encoder_dir), "encoder_sha256": enc_digest, "lr": lr}
+            if reinit != "fresh" and regime == "transfer":
+                base["reinit"] = reinit
             new = _rows(res, base, fr.seconds, group)
             _append_new(folder.results_jsonl, new, done)
             rows += new
@@ -395,7 +409,7 @@ def depth_tag(row: dict[str, Any]) -> str:
 
 def summarise_transfer(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per depth (in first-seen order): n finished fits, PSNR mean and sample std (:func:`inrlens.rules.mean_std`,
-    ddof 1) over images × seeds, mean SSIM and LPIPS. Diverged rows are counted out; NaN where nothing is left."""
+    ddof 1; NaN for a single fit) over images × seeds, mean SSIM and LPIPS. Diverged rows are counted out; NaN where nothing is left."""
     order: dict[str, list[dict[str, Any]]] = {}
     for r in rows:
         order.setdefault(depth_tag(r), []).append(r)
@@ -403,6 +417,7 @@ def summarise_transfer(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     for tag, rs in order.items():
         ok = [r for r in rs if r.get("status") == "ok"]
         psnr, psnr_std = rules.mean_std(r.get("psnr") for r in ok)
+        psnr_std = psnr_std if len(ok) > rules.STD_DDOF else math.nan  # one fit has no sample std: n/a, not 0
         out.append({"depth": tag, "n": len(ok), "psnr": psnr, "psnr_std": psnr_std,
                     "ssim": rules.mean_std(r.get("ssim") for r in ok)[0],
                     "lpips": rules.mean_std(r.get("lpips") for r in ok)[0]})

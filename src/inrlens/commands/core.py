@@ -11,7 +11,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import tyro
 
@@ -145,6 +145,10 @@ class Transfer:
     random_lr: float | None = None
     """Learning rate of the random-init baseline; None = the backbone's single-signal lr (SIREN 1e-4, FFMLP
     1e-3), as in `inrlens sweep`."""
+    reinit: Literal["fresh", "first_layer_rule"] = "fresh"
+    """How the re-initialised layers k+1..L−1 of a freeze-k fit are drawn: 'fresh' (as a random init of the
+    member's seed) [paper], or 'first_layer_rule' (layer k+1 by the backbone's first-layer rule, as STRAINER's
+    public code; docs/protocol.md). As the sweep's `reinit`."""
     data: DataConfig = DataConfig()
     lpips: bool = True
     """Compute LPIPS (NaN with a note when weights are not installed)."""
@@ -158,7 +162,7 @@ class Transfer:
         _check_counts(limit=self.limit)
         sigs = resolve(self.images, self.data)
         rows = transfer_images(self.encoder, sigs, self.out, self.freeze, seeds=self.seeds, train=self.train, data=self.data,
-                               random_lr=self.random_lr, include_cohort=self.include_cohort, limit=self.limit, lpips=self.lpips,
-                               resume=self.resume, overwrite=self.overwrite, log=print)
+                               random_lr=self.random_lr, reinit=self.reinit, include_cohort=self.include_cohort, limit=self.limit,
+                               lpips=self.lpips, resume=self.resume, overwrite=self.overwrite, log=print)
         print_table(summarise_transfer(rows), ["depth", "n", "psnr", "psnr_std", "ssim", "lpips"],
                     f"transfer from {self.encoder} → {self.out} (psnr_std: sample std over images × seeds)")
