@@ -10,6 +10,7 @@ import os
 import re
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -165,6 +166,29 @@ def test_fit_images_keys_rows_checkpoints_and_resume(tmp_path, capsys):
     with pytest.raises(ValueError, match="seeds repeat"):
         inrlens.fit_images(sigs, tmp_path / "g", TINY_NET, train, (0, 0), data=data, **QUIET)
     assert not (tmp_path / "g").exists()
+
+
+def test_a_second_fit_of_other_images_of_one_shape_keeps_the_first_checkpoint(tmp_path):
+    """Fitting image a, then image b of the same shape into one run folder (--resume) saves b beside a
+    (models/8x8-2), never over it; each row names its checkpoint; refitting a's own images reuses models/8x8."""
+    data = DataConfig(size=8)
+    a, b = faces(8, 2)
+    train = TrainConfig(steps=2)
+    first = inrlens.fit_images([a], tmp_path / "f", TINY_NET, train, data=data, lpips=False, **QUIET)
+    before = (tmp_path / "f" / "models" / "8x8" / "model.safetensors").read_bytes()
+    notes: list[str] = []
+    second = inrlens.fit_images([b], tmp_path / "f", TINY_NET, train, data=data, lpips=False, resume=True, log=notes.append, **QUIET)
+    assert (tmp_path / "f" / "models" / "8x8" / "model.safetensors").read_bytes() == before
+    assert [r["checkpoint"] for r in first + second] == ["models/8x8", "models/8x8-2"]
+    assert inrlens.load_stack(tmp_path / "f" / "models" / "8x8")[1]["members"] == [f"{a.name}@0"]
+    assert inrlens.load_stack(tmp_path / "f" / "models" / "8x8-2")[1]["members"] == [f"{b.name}@0"]
+    assert any("8x8-2" in n for n in notes)
+    both = inrlens.fit_images([a, b], tmp_path / "f", TINY_NET, train, (0, 1), data=data, lpips=False, overwrite=True, **QUIET)
+    assert {r["checkpoint"] for r in both} == {"models/8x8"}  # a superset of what models/8x8 held: nothing lost
+    again = inrlens.fit_images([a], tmp_path / "f2", TINY_NET, train, data=data, lpips=False, **QUIET)
+    again += inrlens.fit_images([a], tmp_path / "f2", TINY_NET, replace(train, steps=3), data=data, lpips=False, overwrite=True,
+                                **QUIET)
+    assert [r["checkpoint"] for r in again] == ["models/8x8", "models/8x8"]  # the same image: refitted in place
 
 
 def test_train_cohort_and_transfer_images(tmp_path):

@@ -29,6 +29,8 @@ rule ``inrlens sweep`` and ``inrlens reproduce`` use) and are recorded in every 
 
 from __future__ import annotations
 
+import itertools
+import json
 import math
 import os
 import warnings
@@ -43,6 +45,7 @@ from .data import Signal, group_by_shape
 from .fit import MemberResult, fit_cohort, fit_single, fit_transfer, resolve_device, runtime_info
 from .identity import checkpoint_digest, current_rows, prepare_fresh
 from .store import RunFolder, append_row, checkpoint_ready, clean_json, done_keys, load_stack, read_rows, save_stack
+from .store.names import CFG_NAME
 
 Log = Callable[[str], Any]
 
@@ -158,7 +161,7 @@ def fit_images(
     rows: list[dict[str, Any]] = []
     for group in groups:
         h, w = group[0].shape
-        ckpt = folder.root if checkpoint == "root" else folder.models / f"{h}x{w}"
+        ckpt = folder.root if checkpoint == "root" else _model_folder(folder.models, group, log)
         keys = [row_key(chash, s.digest, sd, "single", None) for s in group for sd in seeds]
         if all(k in done for k in keys) and (checkpoint != "root" or checkpoint_ready(ckpt)):
             (log or _quiet)(f"skip {len(group)} image(s) of shape {group[0].shape}: already done")
@@ -169,10 +172,38 @@ def fit_images(
         save_stack(stack, ckpt, {"regime": "single", "members": [f"{r.image}@{r.seed}" for r in res], "data": to_dict(data),
                                  "member_digests": [digest[r.image] for r in res],
                                  "psnr": [r.psnr for r in res], "steps_run": fr.steps_run, "seconds": fr.seconds})
-        new = _rows(res, base, fr.seconds, group)
+        new = _rows(res, dict(base, checkpoint=ckpt.relative_to(folder.root).as_posix()), fr.seconds, group)
         _append_new(folder.results_jsonl, new, done)
         rows += new
     return rows
+
+
+def _checkpoint_members(ckpt: Path) -> set[str] | None:
+    """The image digests (else names) of the members a saved stack holds; None when ``ckpt`` holds no complete
+    checkpoint (nothing there to lose)."""
+    if not checkpoint_ready(ckpt):
+        return None
+    meta = json.loads((ckpt / CFG_NAME).read_text()).get("meta") or {}
+    digests = meta.get("member_digests")
+    if isinstance(digests, list) and digests:
+        return set(map(str, digests))
+    return {str(m).rsplit("@", 1)[0] for m in meta.get("members", [])}
+
+
+def _model_folder(models: Path, group: Sequence[Signal], log: Log | None) -> Path:
+    """Where a stack of one image shape is saved: ``models/<H>x<W>``, unless a checkpoint there holds images
+    this stack does not (an earlier fit of other images of that shape into the same run folder): then the first
+    ``models/<H>x<W>-2``, ``-3``, … that is free or holds only images of this stack, so no fitted model is lost."""
+    h, w = group[0].shape
+    mine = {s.digest for s in group} | {s.name for s in group}
+    for i in itertools.count(1):
+        ckpt = models / (f"{h}x{w}" if i == 1 else f"{h}x{w}-{i}")
+        held = _checkpoint_members(ckpt)
+        if held is None or held <= mine:
+            if i > 1:
+                (log or _quiet)(f"{models / f'{h}x{w}'} holds other images of shape {h}×{w}: this stack is saved as {ckpt}")
+            return ckpt
+    raise AssertionError("unreachable")
 
 
 # ------------------------------------------------------------------------------------------------ cohort

@@ -57,7 +57,8 @@ class Fit:
     images: Positional[tuple[str, ...]]
     """Image files, folders, or built-in sets sample:photos | sample:faces | sample:mri."""
     out: Path = Path("runs/fit")
-    """Output folder: results.jsonl, run.json and one checkpoint per image shape under models/."""
+    """Output folder: results.jsonl, run.json and one checkpoint per image shape, models/<H>x<W> (a later fit of
+    other images of that shape into this folder: models/<H>x<W>-2, …; each row names its checkpoint)."""
     net: NetConfig = NetConfig()
     train: TrainConfig = TrainConfig()
     data: DataConfig = DataConfig()
