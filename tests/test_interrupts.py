@@ -360,3 +360,53 @@ def test_a_signal_started_ignored_stays_ignored():
         assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
     finally:
         signal.signal(signal.SIGINT, before)
+
+
+# ------------------------------------------------------------------------------------------------ SIGKILL of the command
+@pytest.mark.slow  # real processes: a few seconds on an idle 2-core machine
+def test_workers_of_a_sigkilled_sweep_end_themselves(tmp_path):
+    """SIGKILL of the sweep alone (no finally block runs, nothing can cancel the jobs): each local job notices its
+    command is gone and ends within seconds, though its fits (20 000 steps each) would run for minutes more."""
+    out = tmp_path / "s"
+    args = sweep_args(out, steps=20000)
+    train_cohorts_here(sweep_spec_of(args), out)
+    p = start(args)
+    t0 = time.time()
+    while len([c for _, c in processes_mentioning(str(out / "submitit")) if "core._submit" in c]) < 2:
+        assert p.poll() is None and time.time() - t0 < TIMEOUT, "the sweep's two workers never started"
+        time.sleep(0.1)
+    time.sleep(1.0)  # into their first fits
+    os.kill(p.pid, signal.SIGKILL)
+    p.communicate(timeout=30)
+    t0 = time.time()
+    while processes_mentioning(str(out / "submitit")):
+        assert time.time() - t0 < 15, f"workers outlived the killed sweep: {processes_mentioning(str(out / 'submitit'))}"
+        time.sleep(0.2)
+    logs = "".join(f.read_text(errors="replace") for f in (out / "submitit").rglob("*.err"))
+    assert "Traceback" not in logs, logs[-2000:]
+
+
+def test_process_token_names_one_process_and_its_watch_ends_an_orphan():
+    """A token is alive while its process runs, not after it ends, not for a later process given the same pid (a
+    wrong start time); an unreadable token counts as alive. A child watching a process that ends exits ORPHAN_EXIT."""
+    from inrlens.interrupts import ORPHAN_EXIT, process_token, token_alive
+
+    me = process_token()
+    assert token_alive(me) and me.split(":")[0] == str(os.getpid())
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        tok = process_token(sleeper.pid)
+        assert token_alive(tok)
+        pid, _, start = tok.partition(":")
+        assert not token_alive(f"{pid}:{int(start) + 1}")  # same pid, another start time: another process
+        assert token_alive("garbage")
+        code = ("import time, sys; from inrlens.interrupts import watch_owner; "
+                f"assert watch_owner({tok!r}, every=0.05); time.sleep(60); sys.exit(0)")
+        watcher = subprocess.Popen([sys.executable, "-c", code], env=ENV)
+        time.sleep(1.0)
+        assert watcher.poll() is None  # its owner still runs
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    assert not token_alive(tok)
+    assert watcher.wait(timeout=30) == ORPHAN_EXIT

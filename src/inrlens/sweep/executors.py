@@ -84,8 +84,10 @@ def make_executor(ex: ExecSpec, folder: Path, name: str):
 
     folder.mkdir(parents=True, exist_ok=True)
     if ex.cluster == "local":
-        e = submitit.LocalExecutor(folder=str(folder))
-        e.update_parameters(timeout_min=ex.timeout_min, setup=list(LOCAL_SETUP))
+        from ..interrupts import OWNER_ENV, process_token
+
+        e = submitit.LocalExecutor(folder=str(folder))  # each job watches this process (its token): a job outliving it ends
+        e.update_parameters(timeout_min=ex.timeout_min, setup=[*LOCAL_SETUP, f"export {OWNER_ENV}={process_token()}"])
         return e
     if ex.cluster == "slurm":
         if shutil.which("sbatch") is None:
