@@ -71,7 +71,7 @@ def findings_section(fs: Sequence[Finding]) -> list[str]:
     from .tables import CONVENTION
 
     return ["## Findings (paper F1–F5 vs this run)", "",
-            "Each row is computed from this run's result files; verdict rules are in `inrlens.report.document`. A verdict "
+            "Each row is computed from this run's result files; verdict rules are in `inrlens.report.findings`. A verdict "
             "comes from a 95% interval (`inrlens.stats`): agrees only when the interval excludes the other side of the claim, "
             "disagrees only when it excludes the claim, otherwise inconclusive with the number of fits n behind it. "
             + CONVENTION, "",
