@@ -53,8 +53,8 @@ class Calibrate:
         from ..calibrate import calibrate, grid
         from ..rules import check_seeds
         from ..store import prepare_run
+        from ..study import resolve_preset
         from ..sweep import make_plan
-        from .reproduce import resolve_preset
 
         plan = resolve_preset(self.preset, tuple(self.data), device=self.device)
         kw = {}
