@@ -307,6 +307,12 @@ def test_summary_gain_and_interval_by_hand():
     assert (b["gain"], b["gain_lo"], b["gain_hi"]) == pytest.approx((2.0, 2 - half, 2 + half))
     assert b["gain_lo"] == pytest.approx(1.350386, abs=1e-6)
     assert b["verdict"] == "agrees" and b["best_set"] == [0] and math.isnan(b["random"])
+    # held out: each image's depth chosen on the other images is k = 0 here too (worked out by hand for rung 1:
+    # without img0, k0 (33+32)/2 = 32.5 > k1 30; without img1 31.5 > 29.5; without img2 32 > 29.5), so the held-out
+    # gain equals the in-sample one; rung 2's diverged img4 fit has no k = 0 unit to score (n = 4)
+    assert a["cf_picks"] == [0] and (a["gain_cf"], a["gain_cf_lo"], a["gain_cf_hi"], a["n_cf"]) == pytest.approx(
+        (a["gain"], a["gain_lo"], a["gain_hi"], 3))
+    assert b["cf_picks"] == [0] and b["n_cf"] == 4 and b["gain_cf"] == pytest.approx(2.0) and b["verdict_cf"] == "agrees"
     # the same numbers through inrlens.stats.mean_ci (the report's interval)
     from inrlens.stats import mean_ci
 

@@ -154,6 +154,29 @@ def test_best_set_and_agreement():
     assert S.best_set(strat, best=0)["best"] == 0
 
 
+def test_crossfit_gain_hand_computed_and_free_of_the_winners_curse():
+    """Three test images × 2 seeds. Depth 1 wins on images a and b, depth 0 on c: held out, image c is scored at
+    the depth the others prefer (1), and so on — every difference below is worked out by hand."""
+    u = [(im, sd) for im in "abc" for sd in (0, 1)]
+    none = dict(zip(u, [30.0, 31.0, 28.0, 29.0, 33.0, 32.0]))
+    k0 = dict(zip(u, [30.5, 31.5, 28.5, 29.5, 36.0, 35.0]))  # +0.5, +0.5, +0.5, +0.5, +3, +3
+    k1 = dict(zip(u, [32.0, 33.0, 30.0, 31.0, 32.0, 31.0]))  # +2, +2, +2, +2, −1, −1
+    cf = S.crossfit_gain({0: k0, 1: k1}, none, group=lambda x: x[0])
+    # held out a: means over b, c: k0 (28.5+29.5+36+35)/4 = 32.25 > k1 (30+31+32+31)/4 = 31 → k0 on a: +0.5, +0.5
+    # held out b: over a, c: k0 (30.5+31.5+36+35)/4 = 33.25 > k1 (32+33+32+31)/4 = 32 → k0 on b: +0.5, +0.5
+    # held out c: over a, b: k0 (30.5+31.5+28.5+29.5)/4 = 30 < k1 31.5 → k1 on c: −1, −1
+    want = [0.5, 0.5, 0.5, 0.5, -1.0, -1.0]
+    assert cf["picks"] == {"a": 0, "b": 0, "c": 1}
+    assert (cf["mean"], cf["lo"], cf["hi"], cf["n"]) == pytest.approx(S.mean_ci(want))
+    # the in-sample gain of the overall best depth (k0: mean 33.5 vs k1 31.5) is larger: the winner's curse
+    assert S.mean_ci(S.pair_diffs(k0, none))[0] == pytest.approx(4 / 3) and 4 / 3 > cf["mean"]
+    # ties go to the first depth in the mapping's order; one group leaves nothing to hold out
+    tie = S.crossfit_gain({1: none, 0: none}, none, group=lambda x: x[0])
+    assert set(tie["picks"].values()) == {1} and tie["mean"] == 0.0
+    one = S.crossfit_gain({0: {("a", 0): 1.0, ("a", 1): 2.0}}, {("a", 0): 0.0, ("a", 1): 0.0}, group=lambda x: x[0])
+    assert one["n"] == 0 and math.isnan(one["mean"]) and one["picks"] == {}
+
+
 def test_regime_flags():
     assert S.regime_flag(56.0, S.paper_band("siren", "celeba")) == "saturated (> 55 dB)"
     assert S.regime_flag(19.0, S.paper_band("ffmlp", "kodak")) == "failed (< 20 dB)"

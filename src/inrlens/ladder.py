@@ -383,6 +383,7 @@ def summarise_rungs(rungs: Sequence[tuple[Rung, Sequence[tuple[str, str]] | None
             shapes = sorted({tuple(x["shape"]) for x in rows if x.get("kind", "fit") == "fit" and x.get("target") == r["target"]
                              and x.get("shape")}, key=lambda s: (s[0] * s[1], s))
             g = r["gain"]
+            cf = r.get("gain_crossfit") or {"mean": math.nan, "lo": math.nan, "hi": math.nan, "n": 0}
             out.append({"backbone": r["backbone"], "source": r["source"], "target": r["target"],
                         "pair": f"{r['source']}:{r['target']}", "scale": rung.scale, "width": rung.width, "rung": rung.name,
                         "target_size": ", ".join(f"{h}x{w}" for h, w in shapes), "n": g["n"],
@@ -390,6 +391,9 @@ def summarise_rungs(rungs: Sequence[tuple[Rung, Sequence[tuple[str, str]] | None
                         "best_k": r["best_k"], "best": r["best"], "best_std": r["best_std"], "best_set": list(r["best_set"]),
                         "gain": g["mean"], "gain_lo": g["lo"], "gain_hi": g["hi"],
                         "verdict": S.verdict(g["lo"], g["hi"], True, n=g["n"], unit="fits"),
+                        "gain_cf": cf["mean"], "gain_cf_lo": cf["lo"], "gain_cf_hi": cf["hi"], "n_cf": cf["n"],
+                        "cf_picks": list(r.get("crossfit_picks", [])),
+                        "verdict_cf": S.verdict(cf["lo"], cf["hi"], True, n=cf["n"], unit="fits"),
                         "random": r["random"], "random_std": r["random_std"]})
     return out
 
@@ -463,8 +467,9 @@ CAPTION = ("Gain = PSNR(k*) − PSNR(no freeze) in dB, paired per (test image, s
            "Student-t interval of the mean paired difference (t quantile with n − 1 degrees of freedom, sample std ddof = 1); "
            "n = matched fits. k* = the freeze depth with the highest mean PSNR, picked on these same fits, so the gain "
            "is optimistic (an upward bias when depths are close). Best-k set = depths whose paired difference to k* is not "
-           "significantly negative. Verdict on gain > 0: agrees when lo > 0, disagrees when hi < 0. ± = sample std over "
-           "test images × seeds.")
+           "significantly negative. Verdict on gain > 0: agrees when lo > 0, disagrees when hi < 0. Held-out gain = the same "
+           "paired gain with the depth for each test image chosen on the other test images' fits (the depths so chosen in "
+           "braces), which removes that bias; its verdict uses the same rule. ± = sample std over test images × seeds.")
 
 
 def _f(x: Any, d: int = 2) -> str:
@@ -475,23 +480,34 @@ def _pm(m: Any, s: Any) -> str:
     return "n/a" if _f(m) == "n/a" else f"{_f(m)} ± {_f(s)}"
 
 
+def _held_out(r: dict[str, Any]) -> str:
+    """'+0.12 [-0.30, 0.54] (n=6) {0, 1}': the held-out gain and the depths chosen for it; n/a for a summary
+    written before it was computed."""
+    from .stats import fmt_ci
+
+    if "gain_cf" not in r:
+        return "n/a"
+    picks = "{" + ", ".join(str(k) for k in r.get("cf_picks", [])) + "}" if r.get("cf_picks") else ""
+    return f"{fmt_ci(r['gain_cf'], r['gain_cf_lo'], r['gain_cf_hi'], r['n_cf'])} {picks}".strip()
+
+
 def ladder_table(summary: dict[str, Any]) -> str:
     """The summary as Markdown: the per-rung table and the rung status list."""
     from .stats import fmt_ci
 
     lines = ["# Scale ladder", "", CAPTION, "",
              "| backbone | pair | scale | width | target size | n | no freeze | k* | PSNR at k* | gain of k* (95% CI) | "
-             "best-k set | gain > 0? | random init |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "best-k set | gain > 0? | held-out gain (95% CI) {depths} | held-out gain > 0? | random init |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in summary["rows"]:
         ks = "{" + ", ".join(str(k) for k in r["best_set"]) + "}" if r["best_set"] else "n/a"
         lines.append(f"| {r['backbone']} | {r['source']} → {r['target']} | {scale_label(r['scale'])} | {r['width']} | "
                      f"{r['target_size'] or 'n/a'} | {r['n']} | {_pm(r['none'], r['none_std'])} | "
                      f"{r['best_k'] if r['best_k'] is not None else 'n/a'} | {_pm(r['best'], r['best_std'])} | "
                      f"{fmt_ci(r['gain'], r['gain_lo'], r['gain_hi'], r['n'])} | {ks} | {r['verdict']} | "
-                     f"{_pm(r['random'], r['random_std'])} |")
+                     f"{_held_out(r)} | {r.get('verdict_cf', 'n/a')} | {_pm(r['random'], r['random_std'])} |")
     if not summary["rows"]:
-        lines.append("| (no finished fits yet) |" + " |" * 12)
+        lines.append("| (no finished fits yet) |" + " |" * 14)
     lines += ["", "## Rungs", "", "| rung | scale | width | fits done / planned | status |", "|---|---|---|---|---|"]
     for s in summary["rungs"]:
         dp = f"{s['done']}/{s['planned']}" if s["planned"] else "—"
@@ -504,7 +520,8 @@ def ladder_table(summary: dict[str, Any]) -> str:
 
 
 CSV_COLUMNS = ("backbone", "source", "target", "scale", "width", "rung", "target_size", "n", "none", "none_std", "n_none",
-               "best_k", "best", "best_std", "best_set", "gain", "gain_lo", "gain_hi", "verdict", "random", "random_std")
+               "best_k", "best", "best_std", "best_set", "gain", "gain_lo", "gain_hi", "verdict", "gain_cf", "gain_cf_lo",
+               "gain_cf_hi", "n_cf", "cf_picks", "verdict_cf", "random", "random_std")
 
 
 def ladder_csv(summary: dict[str, Any]) -> str:
@@ -512,7 +529,8 @@ def ladder_csv(summary: dict[str, Any]) -> str:
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(CSV_COLUMNS)
     for r in summary["rows"]:
-        w.writerow([" ".join(map(str, r[c])) if c == "best_set" else ("" if r[c] is None else r[c]) for c in CSV_COLUMNS])
+        w.writerow([" ".join(map(str, r.get(c, []))) if c in ("best_set", "cf_picks") else ("" if r.get(c) is None else r[c])
+                    for c in CSV_COLUMNS])
     return buf.getvalue()
 
 

@@ -308,6 +308,40 @@ def best_set(values: Mapping[Any, Mapping[Hashable, float]], best: Any = None, l
     return {"best": best, "set": members, "diffs": diffs}
 
 
+def crossfit_gain(values: Mapping[Any, Mapping[Hashable, float]], baseline: Mapping[Hashable, float],
+                  group: Callable[[Hashable], Hashable], level: float = LEVEL) -> dict[str, Any]:
+    """The gain of the best depth over a baseline, with the depth chosen on held-out units (no winner's curse).
+
+    Picking the best depth and scoring it on the same fits biases the gain upward whenever depths are close.
+    Here the units are split into groups (``group``: unit → group, e.g. the test image of an (image, seed)
+    unit); for each group g the depth is the one with the highest mean over the units *outside* g (the first
+    depth in ``values``' order on ties) and it is scored on g's own units, paired with ``baseline``. The pooled
+    differences give the interval (:func:`mean_ci`).
+
+    values: {depth: {unit: value}} (higher is better); baseline: {unit: value}. Returns {"mean", "lo", "hi", "n",
+    "picks": {group: depth}}; with fewer than two groups nothing is held out: NaN, n = 0 and no picks.
+    """
+    groups = list(dict.fromkeys(group(u) for d in values for u in values[d]))
+    if len(groups) < 2:
+        return {"mean": math.nan, "lo": math.nan, "hi": math.nan, "n": 0, "picks": {}}
+    diffs: list[float] = []
+    picks: dict[Hashable, Any] = {}
+    order = list(values)
+    for g in groups:
+        means = {}
+        for d in order:
+            rest = [v for u, v in values[d].items() if group(u) != g]
+            if rest:
+                means[d] = float(np.mean(rest))
+        if not means:
+            continue
+        k = max(means, key=lambda d: (means[d], -order.index(d)))
+        picks[g] = k
+        diffs += [v - baseline[u] for u, v in values[k].items() if group(u) == g and u in baseline]
+    m, lo, hi, n = mean_ci(diffs, level)
+    return {"mean": m, "lo": lo, "hi": hi, "n": n, "picks": picks}
+
+
 def agreement(predicted: Any, bs: Mapping[str, Any], depths: Sequence[Any] | None = None) -> str:
     """'agrees' (predicted depth inside the best set, which excludes some measured depth), 'disagrees'
     (significantly worse than the best), 'undecided' (the set holds every measured depth, or the predicted depth

@@ -165,6 +165,11 @@ def empirical_k(stats: dict[Key, dict[str, Any]], backbone: str, source: str) ->
     return max(vals, key=lambda k: (vals[k], -k))
 
 
+def _unit_image(unit: str) -> str:
+    """The test image of an "image|seed" unit (the group a cross-fitted depth is held out by)."""
+    return unit.rsplit("|", 1)[0]
+
+
 def _ci(ci: tuple[float, float, float, int]) -> dict[str, Any]:
     m, lo, hi, n = ci
     return {"mean": m, "lo": lo, "hi": hi, "n": n}
@@ -262,8 +267,12 @@ def summarise(rows: Iterable[dict[str, Any]], analogues: dict[str, str] | None =
             row[f"{tag}_status"] = S.agreement(row[f], bs, ks)
         if k is not None and U.get((*c, "none")):
             row["gain"] = _ci(S.mean_ci(S.pair_diffs(U[(*c, str(k))], U[(*c, "none")])))
+            cf = S.crossfit_gain({d: U[(*c, str(d))] for d in ks}, U[(*c, "none")], group=_unit_image)
+            row["gain_crossfit"] = {f: cf[f] for f in ("mean", "lo", "hi", "n")}
+            row["crossfit_picks"] = sorted(set(cf["picks"].values()))
         else:
             row["gain"] = _ci((math.nan, math.nan, math.nan, 0))
+            row["gain_crossfit"], row["crossfit_picks"] = _ci((math.nan, math.nan, math.nan, 0)), []
         t1.append(row)
         for name in ("none", "best", "random"):
             if not math.isnan(row[name]):
