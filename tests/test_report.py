@@ -135,6 +135,9 @@ def test_table1_shows_paired_gain_interval_and_best_set(results):
     assert t1[("A", "A")]["best_set"] == [1] and t1[("B", "B")]["best_set"] == [0]
     md = table1(s)
     assert "| +3.00 [3.00, 3.00] (n=6) | {1} |" in md and "| +2.00 [2.00, 2.00] (n=6) | {0} |" in md
+    # held-out gain column: k = 1 is best on every image, so each held-out image gets k = 1 and the same +3
+    assert "| +3.00 [3.00, 3.00] (n=6) | +3.00 [3.00, 3.00] (n=6) | {1} |" in md
+    assert t1[("A", "A")]["crossfit_picks"] == [1] and "Held-out gain" in md
     # mean over pairs: gains 3, 3, 2, 2 → mean 2.5, s = 0.5774, half-width t_{0.975,3} · s / 2
     half = t_quantile(0.975, 3) * statistics.stdev([3, 3, 2, 2]) / 2
     assert f"| +2.50 [{2.5 - half:.2f}, {2.5 + half:.2f}] (n=4) |" in md
@@ -157,6 +160,9 @@ def test_table1_shows_paired_gain_interval_and_best_set(results):
     s2 = summarise(rows)
     m, lo, hi, n = mean_ci(diffs)
     assert n == 4 and f"{m:+.2f} [{lo:.2f}, {hi:.2f}] (n=4)" in table1(s2)
+    # one depth: held out, every image is scored at k = 0 (the unmatched image has no no-freeze partner) → the same interval
+    assert s2["table1"][0]["gain_crossfit"] == pytest.approx({"mean": m, "lo": lo, "hi": hi, "n": 4})
+    assert f"| {m:+.2f} [{lo:.2f}, {hi:.2f}] (n=4) | {m:+.2f} [{lo:.2f}, {hi:.2f}] (n=4) |" in table1(s2)
     assert s2["table1"][0]["best"] == pytest.approx((sum(30 + i + d for i, d in enumerate(diffs)) + 80) / 5)  # means keep every fit
 
 
