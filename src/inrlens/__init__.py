@@ -14,6 +14,8 @@ Fits, in memory (each returns ``(stack, fit_result, member_results)``)
     :func:`fit_single` (one INR per image × seed from random init), :func:`fit_cohort` (STRAINER: shared
     encoder + one head per image), :func:`fit_transfer` (freeze layers 0..k of a cohort encoder, fit the rest).
     Stack builders: :func:`cohort_stack`, :func:`transfer_stack`; :class:`Stack` is the network itself.
+    On CPU, call :func:`keep_freed_memory` once first (the command line does): large tensors stop being
+    returned to the OS and faulted in again every step, which roughly halves a fit's CPU time on glibc.
 Fits, into a run folder (resumable; each returns its result rows)
     :func:`fit_images`, :func:`train_cohort`, :func:`transfer_images` — what ``inrlens fit | cohort |
     transfer`` run; :func:`results` reads any run folder's rows into a pandas DataFrame.
@@ -64,6 +66,7 @@ _API: dict[str, str] = {
     "cohort_stack": "inrlens.nets:cohort_stack",
     "transfer_stack": "inrlens.nets:transfer_stack",
     "Stack": "inrlens.nets:Stack",
+    "keep_freed_memory": "inrlens.allocator:keep_freed_memory",
     # fits into run folders
     "fit_images": "inrlens.workflows:fit_images",
     "train_cohort": "inrlens.workflows:train_cohort",
@@ -128,6 +131,7 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names above are imported lazily
     from .advise import advise as advise_model  # noqa: F401
     from .advise import load_model  # noqa: F401
+    from .allocator import keep_freed_memory  # noqa: F401
     from .backbones import backbone_names, get_backbone, register_backbone  # noqa: F401
     from .config import DataConfig, NetConfig, TrainConfig  # noqa: F401
     from .data import Signal, grid, load_images, resolve, split  # noqa: F401

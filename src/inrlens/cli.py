@@ -254,7 +254,10 @@ def _quiet_stdout() -> None:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     name = argv[0] if argv and argv[0] in COMMANDS else None
+    from .allocator import keep_freed_memory
     from .interrupts import raising, shielded
+
+    keep_freed_memory()  # CPU fits: about half their time went to page faults of freed-and-remapped tensors
 
     try:
         try:

@@ -81,7 +81,7 @@ def runtime_info(device: torch.device, train: TrainConfig, prefix_cache: bool = 
     """Precision, device, speed-up switches and library versions recorded with every result row."""
     import numpy
 
-    from . import nets
+    from . import allocator, nets
 
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine()
     return {
@@ -94,6 +94,7 @@ def runtime_info(device: torch.device, train: TrainConfig, prefix_cache: bool = 
         "fold_omega": bool(nets.FOLD_OMEGA),
         "fused_bias": bool(nets.FUSED_BIAS),
         "prefix_cache": bool(prefix_cache),
+        "keep_freed_memory": allocator.kept(),
         "torch": torch.__version__,
         "numpy": numpy.__version__,
         "python": platform.python_version(),

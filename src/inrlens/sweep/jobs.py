@@ -130,13 +130,16 @@ def _signals(path: str, images: DataConfig) -> dict[str, Any]:
 
 
 def _set_threads(threads: int) -> None:
-    """At the start of a job: its torch thread count, and (a local job) the watch that ends it if the command
-    that started it is killed outright (:func:`inrlens.interrupts.watch_owner`)."""
+    """At the start of a job: its torch thread count, freed memory kept in the process
+    (:func:`inrlens.allocator.keep_freed_memory`), and (a local job) the watch that ends it if the command that
+    started it is killed outright (:func:`inrlens.interrupts.watch_owner`)."""
     import torch
 
+    from ..allocator import keep_freed_memory
     from ..interrupts import watch_owner
 
     watch_owner()
+    keep_freed_memory()
     torch.set_num_threads(max(1, int(threads)))
 
 
