@@ -122,7 +122,8 @@ def _start_time(pid: int) -> str | None:
     """The process's start time (clock ticks after boot, field 22 of /proc/PID/stat); None without /proc or
     when no such process is alive."""
     try:
-        stat = open(f"/proc/{pid}/stat", encoding="ascii", errors="replace").read()
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+            stat = f.read()
     except OSError:
         return None
     fields = stat.rsplit(")", 1)[-1].split()  # the command name, in parentheses, may hold spaces
