@@ -120,7 +120,7 @@ class Reproduce:
     preset: str = "demo"
     """'demo' (built-in sample images at 1/4 of their size, settings calibrated against the paper's no-freeze PSNR,
     sized for a 2-core CPU), 'cpu' (the paper's datasets at 1/4, given with --data celeba=… oasis=… kodak=…; about
-    two hours on 2 cores), 'paper' (the paper's protocol on --data folders) or the path of a preset .toml (copy one
+    1.5 hours on 2 cores), 'paper' (the paper's protocol on --data folders) or the path of a preset .toml (copy one
     of inrlens/presets/*.toml to start; docs/presets.md)."""
     data: UseAppendAction[tuple[str, ...]] = ()
     """Datasets NAME=PATH (folders, files or sample:NAME); added to / replacing the preset's [datasets]."""
