@@ -229,6 +229,9 @@ def test_ctrl_c_during_the_reproduce_sweep_stops_its_workers(tmp_path):
     assert_stopped(p, run / "sweep" / "submitit", 130,
                    "inrlens: interrupted (SIGINT); finished fits are kept — rerun with --resume to continue")
     assert not (run / "report.md").exists()
+    # the interrupted invocation's time is recorded, so a resumed run's "all invocations" wall time includes it
+    (entry,) = json.loads((run / "timings.json").read_text())["invocations"]
+    assert entry["stopped_in"] == "sweep" and 0 < entry["sweep"] <= entry["total"]
 
 
 # ------------------------------------------------------------------------------------------------ the hooks

@@ -106,15 +106,23 @@ def run_study(plan: Resolved, run: Path, bar_factory=quiet_bar, overall: Any = N
     except (OSError, json.JSONDecodeError, AttributeError):
         earlier = []
 
-    def save_timings() -> None:
+    def save_timings(stopped_in: str | None = None) -> None:
         from ..store import atomic_write_json
 
-        atomic_write_json(tpath, {"invocations": [*earlier, dict(timings, total=time.time() - t0)]})
+        entry: dict[str, float | str] = dict(timings, total=time.time() - t0)
+        if stopped_in:  # an interrupted invocation counts too: its time is part of the run's wall time
+            entry["stopped_in"] = stopped_in
+        atomic_write_json(tpath, {"invocations": [*earlier, entry]})
 
     def stage(name: str, fn, *a):
         overall.set_postfix_str(name)
         s = time.time()
-        out = fn(*a)
+        try:
+            out = fn(*a)
+        except BaseException:  # Ctrl-C, SIGTERM or an error: record how far this invocation got, then go on unwinding
+            timings[name] = time.time() - s
+            save_timings(stopped_in=name)
+            raise
         timings[name] = time.time() - s
         save_timings()
         overall.update(1)
