@@ -1,30 +1,11 @@
-"""Where to freeze any trained coordinate MLP: read its linear layers, profile their stable ranks, recommend k*.
-
-A model is read from one of (docs/advise.md describes each precisely):
-
-* an inrlens checkpoint folder (``cfg.json`` + ``model.safetensors``): a cohort encoder or a single INR;
-* a PyTorch state_dict file (``.pt`` / ``.pth`` / ``.bin``, read with ``torch.load(weights_only=True)``) or a
-  ``.safetensors`` file of a stack of Linear layers, STRAINER-style encoder + heads layouts included;
-* a TorchScript file (``torch.jit.load``; its state_dict is read, its code is never run).
-
-The layers become a one-encoder :class:`~inrlens.nets.Stack` of a registered backbone (the hidden layers
-0..L−1 and one linear head), and :func:`inrlens.probes.rank.profile` gives sr(W_ℓ), sr(H_ℓ) (uncentred and
-centred), sr(W_ℓ⁰) at initialisation and Δsr_ℓ. The recommendation is the paper's predictor k* = argmax sr(W);
-argmax sr(H) and argmax Δsr are reported beside it. A foreign model has no init seed: its sr(W_ℓ⁰) is the mean
-over a few draws of the backbone's own init for the same layer shapes.
-
-:func:`verify` checks the recommendation on images: a short freeze sweep from the encoder (no-freeze, every k,
-random init), the best-k set with 95% intervals, and whether k* is in it.
-"""
+"""Reading a foreign (or inrlens) coordinate MLP into a one-encoder stack: layers, heads, backbone, loading."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
-import math
 import os
 import zipfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,21 +13,16 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .config import NetConfig, from_dict, to_dict
-from .nets import Stack
-from .probes.rank import recorded_init_seed
+from ..config import NetConfig, from_dict
+from ..nets import Stack
+from ..probes.rank import recorded_init_seed
 
 ACTIVATIONS = {"sine": "siren", "relu": "ffmlp"}
 """Activation words → the registered backbone they mean (any registered backbone name is accepted as well)."""
 DEFAULT_OMEGA0 = 30.0
 """SIREN ω₀ assumed for a foreign sine model when --omega0 / --omega0-first are not given [SIREN]."""
-DEFAULT_GRID = (64, 64)
-"""Grid of the activation ranks when neither --grid nor the checkpoint gives one."""
-DEFAULT_INIT_SEEDS = 5
-"""Draws of the backbone's init averaged for sr(W⁰) of a model without a recorded seed."""
 STATE_DICT_KEYS = ("state_dict", "model_state_dict", "model", "net", "params")
 """Keys under which a training checkpoint commonly nests its state_dict (used when the top level holds no tensors)."""
-Log = Callable[[str], None]
 
 
 # ------------------------------------------------------------------------------------------------ layers
@@ -284,7 +260,7 @@ def check_chain(chain: Sequence[Linear]) -> None:
 # ------------------------------------------------------------------------------------------------ building
 def backbone_for(activation: str) -> str:
     """'sine' → siren, 'relu' → ffmlp, a registered backbone name → itself; one-line error otherwise."""
-    from .backbones import backbone_names
+    from ..backbones import backbone_names
 
     name = str(activation).strip().lower()
     name = ACTIVATIONS.get(name, name)
@@ -329,7 +305,7 @@ def build_stack(chain: Sequence[Linear], backbone: str, *, omega0: float | None 
                 fourier: Tensor | None = None, options: Mapping[str, Any] | None = None) -> Stack:
     """A B = 1 stack of ``backbone``: chain[:-1] the hidden layers, chain[-1] the head. PyTorch's (out, in) weights
     are transposed into the stack's (in, out); a missing bias is zero. One width for every hidden layer."""
-    from .backbones import get_backbone
+    from ..backbones import get_backbone
 
     check_chain(chain)
     widths = [lin.shape[1] for lin in chain[:-1]]
@@ -374,7 +350,7 @@ def build_stack(chain: Sequence[Linear], backbone: str, *, omega0: float | None 
 def _check_wire_layout(chain: Sequence[Linear], ws: Sequence[Tensor], bs: Sequence[Tensor]) -> None:
     """WIRE's complex layers carried in real numbers (docs/backbones.md): layer 0 stored as [A₀, 0] with bias
     [a₀, 0], hidden layers as [[A, B], [−B, A]]. Weights in another layout would be silently reinterpreted."""
-    from .backbones.wire import complex_blocks, realify
+    from ..backbones.wire import complex_blocks, realify
 
     c = ws[0].shape[-1] // 2
     if ws[0].shape[-1] % 2 or ws[0][..., c:].abs().max() > 0 or bs[0][..., c:].abs().max() > 0:
@@ -399,7 +375,7 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 def load_inrlens(folder: Path, member: int = 0) -> Model:
     """An inrlens checkpoint folder: a cohort stays as saved (shared encoder + all heads); a stack of independent
     members (a single-fit checkpoint) gives member ``member``."""
-    from .store import load_stack
+    from ..store import load_stack
 
     stack, meta = load_stack(folder)
     notes = []
@@ -468,283 +444,3 @@ def load_model(path: str | os.PathLike, activation: str | None = None, *, omega0
     if any(layer.role == "head-hidden" for layer in layers):
         notes.append(f"layers {n_shared}..{L - 1} are hidden layers of {head}, not shared by the heads")
     return Model(stack, str(path), fmt, layers, heads, head, {}, None, "", None, notes)
-
-
-# ------------------------------------------------------------------------------------------------ profile
-def estimate_init_ranks(stack: Stack, seeds: Sequence[int]) -> list[float]:
-    """sr(W_ℓ⁰) estimated as the mean over ``seeds`` of the backbone's own init for the stack's layer shapes
-    (the encoder drawn as :func:`inrlens.probes.rank.init_weight_ranks` draws it, once per seed)."""
-    from .probes.rank import init_weight_ranks
-
-    seeds = list(seeds)
-    if not seeds:
-        raise ValueError("--init-seeds must be >= 1")
-    per = [init_weight_ranks(stack, s) for s in seeds]
-    return [sum(col) / len(col) for col in zip(*per)]
-
-
-@dataclass
-class Advice:
-    """The profile of one model and the recommendation."""
-
-    model: Model
-    profile: Any
-    """:class:`inrlens.probes.rank.RankProfile` (sr_w_init, delta_sr and k_delta always filled in)."""
-    grid: tuple[int, int]
-    init: dict[str, Any]
-    """How sr(W⁰) was obtained: {'kind': 'seed', 'seed', 'from'} or {'kind': 'estimate', 'seeds'}."""
-
-    @property
-    def k(self) -> int:
-        """The recommended freeze depth k* = argmax sr(W)."""
-        return int(self.profile.k_w)
-
-
-def advise(model: Model, grid: tuple[int, int] | None = None, init_seeds: int = DEFAULT_INIT_SEEDS,
-           init_seed: int | None = None) -> Advice:
-    """Stable-rank profile of ``model`` on ``grid`` (default: the checkpoint's recorded grid, else 64×64) and the
-    recommended freeze depth. sr(W⁰) comes from ``init_seed`` when given, else the model's recorded init seed,
-    else the mean over ``init_seeds`` draws (seeds 0..init_seeds−1) of the backbone's init."""
-    from .probes.rank import argmax, profile
-
-    shape = tuple(int(x) for x in (grid or model.grid or DEFAULT_GRID))
-    if len(shape) != 2 or min(shape) < 1:
-        raise ValueError(f"--grid: H and W must be >= 1, got {' '.join(map(str, shape))}")
-    if isinstance(init_seeds, bool) or int(init_seeds) < 1:
-        raise ValueError(f"--init-seeds must be >= 1, got {init_seeds}")
-    if init_seed is not None:
-        prof = profile(model.stack, shape, init_seed=int(init_seed))
-        init = {"kind": "seed", "seed": int(init_seed), "from": "--init-seed"}
-    elif model.init_seed is not None:
-        prof = profile(model.stack, shape, init_seed=model.init_seed)
-        init = {"kind": "seed", "seed": model.init_seed, "from": model.init_seed_from}
-    else:
-        prof = profile(model.stack, shape)
-        seeds = list(range(int(init_seeds)))
-        w0 = estimate_init_ranks(model.stack, seeds)
-        delta = [a - b for a, b in zip(prof.sr_w, w0)]
-        prof = prof._replace(sr_w_init=w0, delta_sr=delta, k_delta=argmax(delta))
-        init = {"kind": "estimate", "seeds": seeds}
-    return Advice(model, prof, (shape[0], shape[1]), init)
-
-
-def init_sentence(adv: Advice) -> str:
-    """How sr(W⁰) was obtained, in words."""
-    i = adv.init
-    if i["kind"] == "seed":
-        return f"sr(W⁰): the encoder redrawn from its init seed {i['seed']} (read from {i['from']})"
-    s = i["seeds"]
-    span = f"seed {s[0]}" if len(s) == 1 else f"seeds {s[0]}..{s[-1]}"
-    return (f"sr(W⁰): no init seed is recorded for this model; estimated as the mean over {len(s)} draws ({span}) of "
-            f"{adv.model.stack.cfg.backbone}'s own init for the same layer shapes")
-
-
-def profile_rows(adv: Advice) -> list[dict[str, Any]]:
-    """One row per hidden layer: key, shape, role, sr_w, sr_h, sr_h_centred, sr_w_init, delta_sr and the marks."""
-    p = adv.profile
-    rows = []
-    for ell in range(adv.model.stack.cfg.depth):
-        lay = adv.model.layers[ell]
-        marks = "".join(m for m, k in (("W", p.k_w), ("H", p.k_h), ("Δ", p.k_delta)) if k == ell)
-        rows.append({"layer": ell, "key": lay.key, "in": lay.fan_in, "out": lay.fan_out, "role": lay.role,
-                     "sr_w": p.sr_w[ell], "sr_h": p.sr_h[ell], "sr_h_centred": p.sr_h_centred[ell],
-                     "sr_w_init": p.sr_w_init[ell], "delta_sr": p.delta_sr[ell], "argmax": marks})
-    return rows
-
-
-# ------------------------------------------------------------------------------------------------ verification
-def _group_signals(signals: Sequence[Any]) -> list[list[int]]:
-    from .data import group_by_shape
-
-    return list(group_by_shape(signals).values())
-
-
-def _verify_fits(encoder: Stack, signals: Sequence[Any], depths: Sequence[Any], seeds: Sequence[int], train: Any, lr_random: float,
-                 steps: int, log: Log) -> list[dict[str, Any]]:
-    """One row per (depth, image, seed) of :func:`verify`'s short sweep: depth label, image, unit (its index), seed,
-    PSNR (None when diverged or not finite), diverged."""
-    from . import rules
-    from .fit import fit_single, fit_transfer
-
-    enc = encoder
-    if enc.weights[-1].shape[0] > 1 or any(t.shape[0] > 1 for t in enc.encoding.values()):
-        enc = enc.member(0)  # the shared encoder with one head: the head is redrawn by every transfer anyway
-    rows: list[dict[str, Any]] = []
-    for depth in depths:
-        label = rules.depth_label(depth)
-        log(f"verify: depth {label} on {len(signals)} image(s) × {len(seeds)} seed(s), {steps} steps")
-        for idx in _group_signals(signals):
-            sigs = [signals[i] for i in idx]
-            if depth == "random":
-                _, fr, res = fit_single(sigs, encoder.cfg, dataclasses.replace(train, lr=lr_random), seeds, progress=False,
-                                        with_lpips=False)
-            else:
-                _, fr, res = fit_transfer(enc, sigs, rules.freeze_of(depth), train, seeds, progress=False, with_lpips=False)
-            for j, r in enumerate(res):
-                i = idx[j // len(seeds)]
-                rows.append({"depth": label, "image": signals[i].name, "unit": i, "seed": r.seed,
-                             "psnr": None if r.diverged or not math.isfinite(r.psnr) else float(r.psnr), "diverged": bool(r.diverged)})
-    return rows
-
-
-def _verify_values(rows: Sequence[dict[str, Any]], labels: Sequence[str]) -> dict[str, dict[tuple[int, int], float]]:
-    """Depth label → {(unit, seed): PSNR} of the rows with a PSNR (the paired units of the intervals)."""
-    values: dict[str, dict[tuple[int, int], float]] = {lab: {} for lab in labels}
-    for r in rows:
-        if r["psnr"] is not None:
-            values[r["depth"]][(r["unit"], r["seed"])] = r["psnr"]
-    return values
-
-
-def verify(encoder: Stack, signals: Sequence[Any], k: int, *, predictors: Mapping[str, int] | None = None,
-           seeds: Sequence[int] = (0, 1), steps: int = 200, lr: float | None = None, random_lr: float | None = None,
-           device: str = "auto", log: Log | None = None) -> dict[str, Any]:
-    """A short freeze sweep from ``encoder`` on ``signals``: no-freeze, every k = 0..L−1 and random init, each on
-    every (image, seed), with :func:`inrlens.fit.fit_transfer` / :func:`inrlens.fit.fit_single`. Returns the
-    per-depth PSNR mean ± sample std, the best-k set (paired 95% t intervals over (image, seed) units against the
-    best depth, :func:`inrlens.stats.best_set`), whether ``k`` (and each of ``predictors``) is in it, and the paired
-    gain of ``k`` over no-freeze with its interval.
-
-    lr: ``lr`` else the protocol's transfer rate for the freeze fits; ``random_lr`` else the backbone's
-    single-signal rate for the random-init baseline (:func:`inrlens.rules.lr_for`)."""
-    from . import rules, stats
-    from .config import TrainConfig
-
-    log = log or (lambda s: None)
-    seeds = rules.check_seeds(seeds, "--seeds")
-    if not signals:
-        raise ValueError("--verify: no images to fit")
-    if isinstance(steps, bool) or int(steps) < 1:
-        raise ValueError(f"--steps must be >= 1, got {steps}")
-    L = encoder.cfg.depth
-    if not 0 <= k < L:
-        raise ValueError(f"recommended depth {k} is outside 0..{L - 1}")
-    backbone = encoder.cfg.backbone
-    lr_t = rules.lr_for("transfer", backbone, lr)
-    lr_r = rules.lr_for("random", backbone, random_lr)
-    train = TrainConfig(steps=int(steps), lr=lr_t, device=device, log_every=max(1, int(steps)))
-    depths: list[Any] = ["none", *range(L), "random"]
-    rows = _verify_fits(encoder, signals, depths, seeds, train, lr_r, steps, log)
-    labels = [rules.depth_label(d) for d in depths]
-    values = _verify_values(rows, labels)
-    per_depth = []
-    for lab in labels:
-        m, s = rules.mean_std(values[lab].values())
-        per_depth.append({"depth": lab, "n": len(values[lab]), "psnr_mean": m, "psnr_std": s})
-    bs = stats.best_set(values)
-
-    def judge(kk: int) -> str:
-        a = stats.agreement(str(kk), bs, labels)
-        if a in ("agrees", "disagrees"):
-            return a
-        return f"inconclusive (n = {len(values[str(kk)])})" if a == "undecided" else a
-
-    gm, glo, ghi, gn = stats.mean_ci(stats.pair_diffs(values[str(k)], values["none"]))
-    return {
-        "images": [s.name for s in signals], "shapes": sorted({s.shape for s in signals}),
-        "seeds": list(seeds), "steps": int(steps), "lr": lr_t, "random_lr": lr_r, "device": str(device),
-        "units": len(signals) * len(seeds),
-        "depths": per_depth, "best": bs["best"], "best_set": list(bs["set"]),
-        "diffs": {d: {"mean": c[0], "lo": c[1], "hi": c[2], "n": c[3]} for d, c in bs["diffs"].items()},
-        "recommended": int(k), "in_best_set": str(k) in bs["set"], "verdict": judge(k),
-        "gain_vs_none": {"mean": gm, "lo": glo, "hi": ghi, "n": gn,
-                         "verdict": stats.verdict(glo, ghi, True, n=gn)},
-        "predictors": {name: {"k": int(kk), "in_best_set": str(kk) in bs["set"], "verdict": judge(int(kk))}
-                       for name, kk in (predictors or {}).items() if kk is not None},
-        "rows": rows,
-    }
-
-
-# ------------------------------------------------------------------------------------------------ report
-def report_dict(adv: Advice, verification: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Everything advise found, as the JSON it writes (see docs/advise.md for the fields)."""
-    m, p = adv.model, adv.profile
-    return {
-        "model": m.path, "format": m.format, "backbone": m.stack.cfg.backbone, "net": to_dict(m.stack.cfg),
-        "out_features": m.stack.out_features, "layers": [dataclasses.asdict(lay) for lay in m.layers],
-        "heads": list(m.heads), "head": m.head, "notes": list(m.notes), "grid": list(adv.grid), "init": dict(adv.init),
-        "profile": {"sr_w": p.sr_w, "sr_h": p.sr_h, "sr_h_centred": p.sr_h_centred, "sr_w_init": p.sr_w_init,
-                    "delta_sr": p.delta_sr, "k_w": p.k_w, "k_h": p.k_h, "k_h_centred": p.k_h_centred, "k_delta": p.k_delta},
-        "recommendation": {"k": adv.k, "rule": "argmax sr(W)", "freeze": f"layers 0..{adv.k}", "argmax_sr_h": p.k_h,
-                           "argmax_sr_h_centred": p.k_h_centred, "argmax_delta_sr": p.k_delta},
-        "verify": None if verification is None else dict(verification),
-    }
-
-
-def _f(v: Any, d: int = 2) -> str:
-    if v is None or (isinstance(v, float) and not math.isfinite(v)):
-        return "n/a"
-    return f"{v:.{d}f}" if isinstance(v, float) else str(v)
-
-
-def recommendation_lines(adv: Advice) -> list[str]:
-    p = adv.profile
-    return [f"recommended freeze depth k* = argmax sr(W) = {adv.k}: freeze layers 0..{adv.k}, re-initialise and train the rest",
-            f"beside it: argmax sr(H) = {p.k_h} (centred: {p.k_h_centred}), argmax Δsr = {p.k_delta}",
-            init_sentence(adv)]
-
-
-def verification_lines(v: Mapping[str, Any]) -> list[str]:
-    from .stats import fmt_ci
-
-    g = v["gain_vs_none"]
-    k = v["recommended"]
-    where = "inside" if v["in_best_set"] else "outside"
-    lines = [f"best depth {v['best']}; best-k set (depths whose paired 95% interval against the best reaches 0): "
-             f"{', '.join(v['best_set'])}",
-             f"verdict on k* = {k}: {v['verdict']} (k* = {k} is {where} the best-k set)",
-             f"gain of k* = {v['recommended']} over no-freeze: {fmt_ci(g['mean'], g['lo'], g['hi'], g['n'])} dB "
-             f"(k* better than no-freeze: {g['verdict']})"]
-    for name, pr in v.get("predictors", {}).items():
-        lines.append(f"verdict on {name} = {pr['k']}: {pr['verdict']}")
-    return lines
-
-
-def to_markdown(adv: Advice, verification: Mapping[str, Any] | None = None) -> str:
-    """The profile and the verification as a markdown page."""
-    m = adv.model
-    cfg = m.stack.cfg
-    out = [f"# inrlens advise: {m.path}", "",
-           f"{m.format} model read as a {cfg.backbone} stack: {cfg.depth} hidden layers of width {cfg.width}, "
-           f"{m.stack.out_features} output(s); sr(H) on the {adv.grid[0]}×{adv.grid[1]} grid.", ""]
-    out += [f"- {n}" for n in m.notes] + ([""] if m.notes else [])
-    out += ["| layer | key | in | out | role | sr(W) | sr(H) | sr(H) centred | sr(W⁰) | Δsr | argmax |",
-            "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in profile_rows(adv):
-        out.append(f"| {r['layer']} | `{r['key']}` | {r['in']} | {r['out']} | {r['role']} | {_f(r['sr_w'])} | {_f(r['sr_h'])} | "
-                   f"{_f(r['sr_h_centred'])} | {_f(r['sr_w_init'])} | {_f(r['delta_sr'], 3)} | {r['argmax']} |")
-    out += ["", "argmax marks: W = argmax sr(W), H = argmax sr(H) (uncentred), Δ = argmax Δsr.", ""]
-    out += [f"- {line}" for line in recommendation_lines(adv)]
-    if verification is not None:
-        v = verification
-        out += ["", "## Verification", "",
-                f"{len(v['images'])} image(s) × seeds {', '.join(map(str, v['seeds']))}, {v['steps']} Adam steps; "
-                f"lr {v['lr']:g} (freeze fits), {v['random_lr']:g} (random init). PSNR in dB, mean ± sample std over (image, seed).", "",
-                "| depth | n | PSNR | in best-k set |", "|---|---|---|---|"]
-        for d in v["depths"]:
-            out.append(f"| {d['depth']} | {d['n']} | {_f(d['psnr_mean'])} ± {_f(d['psnr_std'])} | "
-                       f"{'yes' if d['depth'] in v['best_set'] else ''} |")
-        out += [""] + [f"- {line}" for line in verification_lines(v)]
-    return "\n".join(out) + "\n"
-
-
-def check_out(out: str | os.PathLike | None) -> None:
-    """--out must be a folder (or not exist yet); checked before any work."""
-    if out is not None and Path(out).exists() and not Path(out).is_dir():
-        raise ValueError(f"--out {out}: exists and is not a folder")
-
-
-def write_report(out: str | os.PathLike, adv: Advice, verification: Mapping[str, Any] | None = None) -> list[Path]:
-    """OUT/advise.json and OUT/advise.md (each written atomically)."""
-    from .store import atomic_write_json, atomic_write_text
-
-    out = Path(out)
-    check_out(out)
-    return [atomic_write_json(out / "advise.json", report_dict(adv, verification)),
-            atomic_write_text(out / "advise.md", to_markdown(adv, verification))]
-
-
-__all__ = ["ACTIVATIONS", "Linear", "Layer", "Model", "Advice", "read_tensors", "find_linears", "detect_heads", "arrange",
-           "check_chain", "backbone_for", "parse_options", "build_stack", "load_inrlens", "load_model",
-           "estimate_init_ranks", "advise", "init_sentence", "profile_rows", "verify", "report_dict", "to_markdown",
-           "check_out", "write_report"]
