@@ -35,7 +35,7 @@ from .config import NetConfig, TrainConfig
 from .data import Signal, grid, group_by_shape, to_unit
 from .loopstate import ADAM_KEYS, LoopState, _restore, _snapshot, stack_tensors, state_mismatch  # noqa: F401  (importable from here)
 from .metrics import all_metrics, psnr_from_pm1_mse
-from .nets import Stack, cohort_stack, transfer_stack
+from .nets import Stack, check_reinit, cohort_stack, transfer_stack
 from .rules import lr_for
 
 
@@ -579,10 +579,7 @@ def fit_transfer(encoder: Stack, signals: Sequence[Signal], freeze: int | None, 
     L = encoder.cfg.depth
     if freeze is not None and not (0 <= freeze < L):  # before sizing chunks: same message as transfer_stack
         raise ValueError(f"freeze depth must be in 0..{L - 1} (or None for no freeze), got {freeze}")
-    from .nets import REINIT_CHOICES
-
-    if reinit not in REINIT_CHOICES:
-        raise ValueError(f"reinit must be one of {', '.join(map(repr, REINIT_CHOICES))}, got {reinit!r}")
+    check_reinit(reinit)
     cap = _chunk_size(encoder.cfg, signals[0], start, device, n, chunk)
     enc = encoder  # transfer_stack copies what it needs; never move the caller's encoder (nn.Module.cpu is in place)
     parts = []

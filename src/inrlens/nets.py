@@ -260,6 +260,13 @@ REINIT_CHOICES = ("fresh", "first_layer_rule")
 """How :func:`transfer_stack` draws the re-initialised layers of a freeze-k transfer (docs/protocol.md)."""
 
 
+def check_reinit(reinit: str) -> str:
+    """``reinit`` itself when it is one of :data:`REINIT_CHOICES`, else a one-line ValueError (checked before any work)."""
+    if reinit not in REINIT_CHOICES:
+        raise ValueError(f"reinit must be one of {', '.join(map(repr, REINIT_CHOICES))}, got {reinit!r}")
+    return reinit
+
+
 def transfer_stack(encoder: Stack, freeze: int | None, seeds: Sequence[int], out_features: int,
                    reinit: str = "fresh") -> Stack:
     """Test-time model from a cohort encoder.
@@ -281,8 +288,7 @@ def transfer_stack(encoder: Stack, freeze: int | None, seeds: Sequence[int], out
     L = cfg.depth
     if freeze is not None and not (0 <= freeze < L):
         raise ValueError(f"freeze depth must be in 0..{L - 1} (or None for no freeze), got {freeze}")
-    if reinit not in REINIT_CHOICES:
-        raise ValueError(f"reinit must be one of {', '.join(map(repr, REINIT_CHOICES))}, got {reinit!r}")
+    check_reinit(reinit)
     for ell in range(L):
         if encoder.weights[ell].shape[0] != 1:
             raise ValueError("transfer needs an encoder whose hidden layers are shared (a cohort stack)")

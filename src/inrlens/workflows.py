@@ -377,10 +377,9 @@ def transfer_images(
     row per (depth × image × seed): fresh rows for the stacks fitted now, stored rows for those a resume skipped.
     """
     seeds = rules.check_seeds(seeds, "seeds")
-    from .nets import REINIT_CHOICES
+    from .nets import check_reinit
 
-    if reinit not in REINIT_CHOICES:
-        raise ValueError(f"reinit must be one of {', '.join(map(repr, REINIT_CHOICES))}, got {reinit!r}")
+    check_reinit(reinit)
     encoder, meta = load_stack(encoder_dir)
     enc_digest = checkpoint_digest(encoder_dir)
     sigs = _transfer_targets(signals, encoder, meta, encoder_dir, include_cohort, limit)

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from .. import stats as S
-from .findings import MATCH_TOL_DB, PAPER_K, _backbone_of, _depths, _f, _kset, _nan, _paired_over_pairs
+from .findings import MATCH_TOL_DB, PAPER_K, _backbone_of, _depths, _f, _kset, _nan, _paired_over_pairs, ablations_by_backbone
 
 PLATEAU_MAX_K = 2
 """The paper's SIREN plateau range, k ≤ 2 [paper]: the per-layer change that tells a plateau from a loss per
@@ -205,12 +205,7 @@ def _sae_measures(sae_rows: Sequence[dict[str, Any]], b: str) -> tuple[dict[str,
 def _ablation_measures(sae_rows: Sequence[dict[str, Any]], abl_rows: Sequence[dict[str, Any]], b: str) -> tuple[dict[str, Any], str]:
     """The ablation part (as F5): drops, firing regions and locality of the backbone's ablated atoms, Welch
     intervals against SIREN and FFMLP, and which ablation pattern it resembles."""
-    cond_bb = {str(r.get("condition")): str(r.get("backbone")) for r in sae_rows if r.get("backbone")}
-    abl: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for r in abl_rows:
-        bb = _backbone_of(r, cond_bb)
-        if bb and not _nan(r.get("psnr_drop")):
-            abl[bb].append(r)
+    abl = ablations_by_backbone(abl_rows, sae_rows)
     mine = abl.get(b, [])
     drops, regs = _vals(mine, "psnr_drop"), _vals(mine, "region_frac", 100.0)
     out = {"n_abl": len(mine), "drop": _mean(drops), "drop_max": max(drops) if drops else math.nan, "region": _mean(regs),

@@ -316,14 +316,21 @@ def finding_f4(sae_rows: Sequence[dict[str, Any]]) -> Finding:
     return Finding("F4", claim, measured, _combine([v_rho, v_dead]))
 
 
-def finding_f5(abl_rows: Sequence[dict[str, Any]], sae_rows: Sequence[dict[str, Any]] = ()) -> Finding:
-    claim = "one FFMLP atom can drop PSNR by ~10 dB image-wide; SIREN ablation errors stay inside the atom's region"
+def ablations_by_backbone(abl_rows: Sequence[dict[str, Any]], sae_rows: Sequence[dict[str, Any]] = ()) -> dict[str, list[dict[str, Any]]]:
+    """The ablation rows with a measured PSNR drop, by backbone (read from the row, else from its SAE condition's
+    row); a defaultdict, so a backbone without ablations gives []."""
     cond_bb = {str(r.get("condition")): str(r.get("backbone")) for r in sae_rows if r.get("backbone")}
     by_b: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in abl_rows:
         b = _backbone_of(r, cond_bb)
         if b and not _nan(r.get("psnr_drop")):
             by_b[b].append(r)
+    return by_b
+
+
+def finding_f5(abl_rows: Sequence[dict[str, Any]], sae_rows: Sequence[dict[str, Any]] = ()) -> Finding:
+    claim = "one FFMLP atom can drop PSNR by ~10 dB image-wide; SIREN ablation errors stay inside the atom's region"
+    by_b = ablations_by_backbone(abl_rows, sae_rows)
     if not (by_b["siren"] and by_b["ffmlp"]):
         have = ", ".join(b for b in by_b if by_b[b]) or "none"
         return Finding("F5", claim, f"needs ablations on both backbones (have: {have})", "not measured")
